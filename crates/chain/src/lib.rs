@@ -1,0 +1,1 @@
+//! Contract bindings, chain reader, log follower, UserOperation builder, bundler and paymaster clients, deployment helpers.

@@ -1,0 +1,1 @@
+//! The node agent: phases, reconcile loop, heartbeats, CSK, app API, peer API, health and metrics.

@@ -1,0 +1,1 @@
+//! Sponsorship policy and the ERC-7677 paymaster service.
