@@ -13,6 +13,8 @@ interface IAttestFacet {
     error CskCommitmentAlreadySet();
     error UnknownMember();
     error ZeroAddress();
+    /// @dev Added: a zero CSK commitment is indistinguishable from "not set".
+    error ZeroCommitment();
 
     event MemberRegistered(
         bytes32 indexed memberId,

@@ -8,16 +8,24 @@ library LibBinding {
     bytes32 internal constant DSTACK_ATTESTOR_ID = keccak256("attestmesh.attestor.dstack.v1");
 
     /// @dev keccak256(abi.encode("attestmesh.bind.v1", cluster, memberContract, x, wg, ed)).
-    function bindHash(address cluster, address memberContract, bytes32 xPubKey, bytes32 wgPubKey, bytes32 edPubKey)
+    function bindHash(
+        address cluster,
+        address memberContract,
+        bytes32 xPubKey,
+        bytes32 wgPubKey,
+        bytes32 edPubKey
+    ) internal pure returns (bytes32) {
+        return keccak256(
+            abi.encode("attestmesh.bind.v1", cluster, memberContract, xPubKey, wgPubKey, edPubKey)
+        );
+    }
+
+    /// @dev keccak256(abi.encode(cluster, memberContract, attestorId)).
+    function memberId(address cluster, address memberContract, bytes32 attestorId)
         internal
         pure
         returns (bytes32)
     {
-        return keccak256(abi.encode("attestmesh.bind.v1", cluster, memberContract, xPubKey, wgPubKey, edPubKey));
-    }
-
-    /// @dev keccak256(abi.encode(cluster, memberContract, attestorId)).
-    function memberId(address cluster, address memberContract, bytes32 attestorId) internal pure returns (bytes32) {
         return keccak256(abi.encode(cluster, memberContract, attestorId));
     }
 

@@ -1,0 +1,481 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {IEntryPoint} from "@account-abstraction/contracts/interfaces/IEntryPoint.sol";
+import {IStakeManager} from "@account-abstraction/contracts/interfaces/IStakeManager.sol";
+import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
+
+import {EntryPointDeployer} from "../member/EntryPointDeployer.sol";
+import {SponsorPaymaster} from "../../src/paymaster/SponsorPaymaster.sol";
+import {ClusterMember} from "../../src/member/ClusterMember.sol";
+import {ClusterMemberFactory} from "../../src/member/ClusterMemberFactory.sol";
+
+/// @dev A call target that remembers who called it, so a test can see an op really executed.
+contract CallRecorder {
+    address public lastCaller;
+    uint256 public calls;
+    bytes32 public lastTag;
+
+    function record(bytes32 tag) external {
+        lastCaller = msg.sender;
+        lastTag = tag;
+        calls++;
+    }
+}
+
+contract SponsorPaymasterTest is EntryPointDeployer {
+    SponsorPaymaster internal paymaster;
+    ClusterMember internal member;
+    CallRecorder internal recorder;
+
+    address internal pmOwner = makeAddr("paymaster owner");
+    uint256 internal signerPk;
+    address internal signerAddr;
+    uint256 internal ownerPk;
+    address internal memberOwner;
+    address internal cluster = makeAddr("cluster");
+
+    uint256 internal constant DEPOSIT = 10 ether;
+
+    event SignerChanged(address indexed previousSigner, address indexed newSigner);
+
+    function setUp() public {
+        _deployEntryPoint();
+        (signerAddr, signerPk) = makeAddrAndKey("sponsor signer");
+        (memberOwner, ownerPk) = makeAddrAndKey("member owner");
+
+        paymaster = new SponsorPaymaster(entryPoint, pmOwner, signerAddr);
+        vm.deal(pmOwner, 100 ether);
+        vm.prank(pmOwner);
+        paymaster.deposit{value: DEPOSIT}();
+
+        ClusterMemberFactory factory = new ClusterMemberFactory(address(entryPoint));
+        member = ClusterMember(payable(factory.deployMember(cluster, bytes32("node-1"))));
+        vm.prank(cluster);
+        member.setOwnerFromCluster(memberOwner);
+
+        recorder = new CallRecorder();
+        vm.warp(1_700_000_000);
+    }
+
+    function _recordOp(bytes32 tag) internal view returns (PackedUserOperation memory op) {
+        op = _userOp(
+            address(member), _executeCall(address(recorder), 0, abi.encodeCall(CallRecorder.record, (tag)))
+        );
+    }
+
+    function _window() internal view returns (uint48 validUntil, uint48 validAfter) {
+        validUntil = uint48(block.timestamp + 600);
+        validAfter = uint48(block.timestamp - 60);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Construction, ownership, funds
+    // ---------------------------------------------------------------------------------------------
+
+    function test_constructor_setsOwnerSignerAndEntryPoint() public {
+        assertEq(paymaster.owner(), pmOwner);
+        assertEq(paymaster.signer(), signerAddr);
+        assertEq(address(paymaster.entryPoint()), CANONICAL_ENTRY_POINT);
+        assertEq(paymaster.PAYMASTER_AND_DATA_LENGTH(), 129);
+
+        vm.expectEmit(true, true, false, false);
+        emit SignerChanged(address(0), signerAddr);
+        SponsorPaymaster other = new SponsorPaymaster(entryPoint, pmOwner, signerAddr);
+        assertEq(other.signer(), signerAddr);
+    }
+
+    function test_constructor_rejectsZeroOwnerOrSigner() public {
+        vm.expectRevert(SponsorPaymaster.ZeroAddress.selector);
+        new SponsorPaymaster(entryPoint, address(0), signerAddr);
+        vm.expectRevert(SponsorPaymaster.ZeroAddress.selector);
+        new SponsorPaymaster(entryPoint, pmOwner, address(0));
+    }
+
+    function test_constructor_rejectsNonEntryPoint() public {
+        // BasePaymaster checks the IEntryPoint interface id through ERC-165.
+        vm.expectRevert();
+        new SponsorPaymaster(IEntryPoint(address(recorder)), pmOwner, signerAddr);
+    }
+
+    function test_ownership_isTwoStep() public {
+        address next = makeAddr("next owner");
+        vm.prank(pmOwner);
+        paymaster.transferOwnership(next);
+        assertEq(paymaster.owner(), pmOwner, "owner changes only on accept");
+        assertEq(paymaster.pendingOwner(), next);
+
+        vm.prank(makeAddr("stranger"));
+        vm.expectRevert(
+            abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, makeAddr("stranger"))
+        );
+        paymaster.acceptOwnership();
+
+        vm.prank(next);
+        paymaster.acceptOwnership();
+        assertEq(paymaster.owner(), next);
+        assertEq(paymaster.pendingOwner(), address(0));
+
+        vm.prank(pmOwner);
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, pmOwner));
+        paymaster.setSigner(makeAddr("x"));
+    }
+
+    function test_depositWithdrawAndStake_throughRealEntryPoint() public {
+        assertEq(paymaster.getDeposit(), DEPOSIT);
+        assertEq(entryPoint.balanceOf(address(paymaster)), DEPOSIT);
+
+        address payable sink = payable(makeAddr("sink"));
+        vm.prank(pmOwner);
+        paymaster.withdrawTo(sink, 1 ether);
+        assertEq(sink.balance, 1 ether);
+        assertEq(paymaster.getDeposit(), DEPOSIT - 1 ether);
+
+        vm.prank(makeAddr("stranger"));
+        vm.expectRevert(
+            abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, makeAddr("stranger"))
+        );
+        paymaster.withdrawTo(sink, 1);
+
+        vm.prank(pmOwner);
+        paymaster.addStake{value: 2 ether}(86_400);
+        IStakeManager.DepositInfo memory info = entryPoint.getDepositInfo(address(paymaster));
+        assertTrue(info.staked);
+        assertEq(info.stake, 2 ether);
+        assertEq(info.unstakeDelaySec, 86_400);
+    }
+
+    function test_validatePaymasterUserOp_onlyEntryPoint() public {
+        PackedUserOperation memory op = _recordOp("x");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        vm.expectRevert("Sender not EntryPoint");
+        paymaster.validatePaymasterUserOp(op, bytes32(0), 0);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // The hash and the validation data
+    // ---------------------------------------------------------------------------------------------
+
+    /// @dev The layout the Rust sponsor service reproduces: twelve ABI words, see the contract doc.
+    function test_getHash_matchesDocumentedLayout() public view {
+        PackedUserOperation memory op = _recordOp("layout");
+        op.initCode = hex"c0ffee";
+        op.paymasterAndData = abi.encodePacked(
+            address(paymaster),
+            uint128(123_456),
+            uint128(7_890),
+            uint48(2_000_000_000),
+            uint48(5),
+            new bytes(65)
+        );
+        bytes32 expected = keccak256(
+            abi.encodePacked(
+                bytes32(uint256(uint160(op.sender))),
+                op.nonce,
+                keccak256(op.initCode),
+                keccak256(op.callData),
+                op.accountGasLimits,
+                bytes32((uint256(123_456) << 128) | 7_890),
+                op.preVerificationGas,
+                op.gasFees,
+                block.chainid,
+                bytes32(uint256(uint160(address(paymaster)))),
+                uint256(2_000_000_000),
+                uint256(5)
+            )
+        );
+        assertEq(paymaster.getHash(op, 2_000_000_000, 5), expected);
+    }
+
+    /// @dev Known-answer vector for the Rust sponsor service, computed independently with
+    /// `cast abi-encode` + `cast keccak` from the documented layout.
+    function test_getHash_knownAnswerVector() public {
+        address at = 0x2222222222222222222222222222222222222222;
+        vm.etch(at, address(paymaster).code);
+        vm.chainId(8453);
+        PackedUserOperation memory op;
+        op.sender = 0x1111111111111111111111111111111111111111;
+        op.nonce = 5;
+        op.initCode = "";
+        op.callData = hex"deadbeef";
+        op.accountGasLimits = _packGas(300_000, 1_000_000);
+        op.preVerificationGas = 50_000;
+        op.gasFees = _packGas(1 gwei, 2 gwei);
+        op.paymasterAndData = abi.encodePacked(
+            at, uint128(100_000), uint128(0), uint48(1_700_000_600), uint48(1_699_999_940), new bytes(65)
+        );
+        bytes32 h = SponsorPaymaster(at).getHash(op, 1_700_000_600, 1_699_999_940);
+        assertEq(h, 0x45490bfdd9564cc4496028b63064a7dfd0086a99c56f0555f4701b5a137c090f);
+        assertEq(
+            keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", h)),
+            0xf6e4c8240acceb9460b433a0db12c76834ec9d75aebcc20259f265e94b436b08
+        );
+    }
+
+    function test_getHash_bindsChainPaymasterWindowAndOp() public {
+        PackedUserOperation memory op = _recordOp("bind");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        bytes32 h = paymaster.getHash(op, until, afterTs);
+
+        assertTrue(paymaster.getHash(op, until + 1, afterTs) != h, "validUntil");
+        assertTrue(paymaster.getHash(op, until, afterTs + 1) != h, "validAfter");
+
+        PackedUserOperation memory op2 = _recordOp("other");
+        op2.paymasterAndData = op.paymasterAndData;
+        assertTrue(paymaster.getHash(op2, until, afterTs) != h, "callData");
+
+        op2 = _recordOp("bind");
+        op2.paymasterAndData = op.paymasterAndData;
+        op2.nonce = 1;
+        assertTrue(paymaster.getHash(op2, until, afterTs) != h, "nonce");
+
+        // The paymaster signature bytes themselves are not covered.
+        op2 = _recordOp("bind");
+        op2.paymasterAndData = op.paymasterAndData;
+        op2.paymasterAndData[100] = 0xff;
+        op2.signature = hex"01";
+        assertEq(paymaster.getHash(op2, until, afterTs), h, "signature bytes are outside the hash");
+
+        SponsorPaymaster other = new SponsorPaymaster(entryPoint, pmOwner, signerAddr);
+        assertTrue(other.getHash(op, until, afterTs) != h, "paymaster address");
+
+        vm.chainId(8453);
+        assertTrue(paymaster.getHash(op, until, afterTs) != h, "chain id");
+    }
+
+    function test_validationData_packsWindowAndSigFailed() public {
+        PackedUserOperation memory op = _recordOp("pack");
+        uint48 until = 2_000_000_000;
+        uint48 afterTs = 1_600_000_000;
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+
+        vm.prank(CANONICAL_ENTRY_POINT);
+        (bytes memory context, uint256 vd) = paymaster.validatePaymasterUserOp(op, bytes32(0), 0);
+        assertEq(context.length, 0);
+        assertEq(vd, (uint256(until) << 160) | (uint256(afterTs) << 208));
+
+        (uint256 otherPk) = uint256(keccak256("not the signer"));
+        _sponsor(op, paymaster, otherPk, until, afterTs);
+        vm.prank(CANONICAL_ENTRY_POINT);
+        (, vd) = paymaster.validatePaymasterUserOp(op, bytes32(0), 0);
+        assertEq(
+            vd, 1 | (uint256(until) << 160) | (uint256(afterTs) << 208), "bad signature: flag, no revert"
+        );
+
+        // An unrecoverable signature (v = 0) is a failure flag too, never a revert.
+        bytes memory pmd = op.paymasterAndData;
+        pmd[128] = 0x00;
+        op.paymasterAndData = pmd;
+        vm.prank(CANONICAL_ENTRY_POINT);
+        (, vd) = paymaster.validatePaymasterUserOp(op, bytes32(0), 0);
+        assertEq(vd & 1, 1);
+    }
+
+    function testFuzz_parsePaymasterAndData_rejectsAnyOtherLength(uint16 len) public {
+        vm.assume(len != 129 && len < 2048);
+        vm.expectRevert(
+            abi.encodeWithSelector(SponsorPaymaster.InvalidPaymasterDataLength.selector, uint256(len))
+        );
+        paymaster.parsePaymasterAndData(new bytes(len));
+    }
+
+    function test_parsePaymasterAndData_splitsFields() public view {
+        bytes memory sig = new bytes(65);
+        sig[0] = 0xaa;
+        sig[64] = 0x1c;
+        bytes memory pmd = abi.encodePacked(
+            address(paymaster), uint128(1), uint128(2), uint48(0x0102030405), uint48(0x0a0b0c), sig
+        );
+        (uint48 until, uint48 afterTs, bytes memory s) = paymaster.parsePaymasterAndData(pmd);
+        assertEq(until, 0x0102030405);
+        assertEq(afterTs, 0x0a0b0c);
+        assertEq(s, sig);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Through EntryPoint.handleOps
+    // ---------------------------------------------------------------------------------------------
+
+    function test_handleOps_sponsoredOpLands_paymasterPays_accountHoldsNothing() public {
+        assertEq(address(member).balance, 0);
+        assertEq(entryPoint.balanceOf(address(member)), 0);
+
+        PackedUserOperation memory op = _recordOp("sponsored");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        _signUserOp(op, ownerPk);
+        bytes32 opHash = entryPoint.getUserOpHash(op);
+
+        vm.expectEmit(true, true, true, false, address(entryPoint));
+        emit IEntryPoint.UserOperationEvent(opHash, address(member), address(paymaster), 0, true, 0, 0);
+        _handleOp(op);
+
+        assertEq(recorder.lastCaller(), address(member), "executed as the member");
+        assertEq(recorder.lastTag(), bytes32("sponsored"));
+        assertEq(entryPoint.getNonce(address(member), 0), 1);
+
+        uint256 paid = DEPOSIT - paymaster.getDeposit();
+        assertGt(paid, 0, "the paymaster deposit paid");
+        assertEq(beneficiary.balance, paid, "the bundler got exactly what the paymaster paid");
+        assertEq(address(member).balance, 0, "the account holds no ETH");
+        assertEq(entryPoint.balanceOf(address(member)), 0, "nor any deposit");
+    }
+
+    function test_handleOps_badPaymasterSignature_AA34() public {
+        PackedUserOperation memory op = _recordOp("bad");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, uint256(keccak256("impostor")), until, afterTs);
+        _signUserOp(op, ownerPk);
+        _expectFailedOp("AA34 signature error");
+        _handleOp(op);
+    }
+
+    function test_handleOps_opChangedAfterSponsoring_AA34() public {
+        PackedUserOperation memory op = _recordOp("approved");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        // The account swaps in another call and re-signs: the sponsor signature no longer matches.
+        op.callData = _executeCall(address(recorder), 0, abi.encodeCall(CallRecorder.record, ("swapped")));
+        _signUserOp(op, ownerPk);
+        _expectFailedOp("AA34 signature error");
+        _handleOp(op);
+        assertEq(recorder.calls(), 0);
+    }
+
+    function test_handleOps_gasLimitsRaisedAfterSponsoring_AA34() public {
+        PackedUserOperation memory op = _recordOp("gas");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        op.accountGasLimits = _packGas(VERIFICATION_GAS, CALL_GAS * 10);
+        _signUserOp(op, ownerPk);
+        _expectFailedOp("AA34 signature error");
+        _handleOp(op);
+    }
+
+    function test_handleOps_expired_AA32() public {
+        PackedUserOperation memory op = _recordOp("late");
+        _sponsor(op, paymaster, signerPk, uint48(block.timestamp - 1), uint48(block.timestamp - 600));
+        _signUserOp(op, ownerPk);
+        _expectFailedOp("AA32 paymaster expired or not due");
+        _handleOp(op);
+    }
+
+    function test_handleOps_expiresWhileWaiting_AA32() public {
+        PackedUserOperation memory op = _recordOp("slow");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        _signUserOp(op, ownerPk);
+        vm.warp(uint256(until) + 1);
+        _expectFailedOp("AA32 paymaster expired or not due");
+        _handleOp(op);
+    }
+
+    function test_handleOps_notYetValid_AA32() public {
+        PackedUserOperation memory op = _recordOp("early");
+        _sponsor(op, paymaster, signerPk, uint48(block.timestamp + 3600), uint48(block.timestamp + 60));
+        _signUserOp(op, ownerPk);
+        _expectFailedOp("AA32 paymaster expired or not due");
+        _handleOp(op);
+
+        vm.warp(block.timestamp + 61);
+        _handleOp(op);
+        assertEq(recorder.lastTag(), bytes32("early"));
+    }
+
+    function test_handleOps_wrongPaymasterDataLength_AA33() public {
+        PackedUserOperation memory op = _recordOp("short");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        bytes memory full = op.paymasterAndData;
+
+        // One byte short (a 64-byte compact signature is not accepted either).
+        bytes memory shorter = new bytes(128);
+        for (uint256 i; i < 128; i++) {
+            shorter[i] = full[i];
+        }
+        op.paymasterAndData = shorter;
+        _signUserOp(op, ownerPk);
+        _expectFailedOpWithRevert(
+            "AA33 reverted", abi.encodeWithSelector(SponsorPaymaster.InvalidPaymasterDataLength.selector, 128)
+        );
+        _handleOp(op);
+
+        // Trailing garbage.
+        op.paymasterAndData = abi.encodePacked(full, hex"00");
+        _signUserOp(op, ownerPk);
+        _expectFailedOpWithRevert(
+            "AA33 reverted", abi.encodeWithSelector(SponsorPaymaster.InvalidPaymasterDataLength.selector, 130)
+        );
+        _handleOp(op);
+
+        // Only the static fields.
+        op.paymasterAndData = abi.encodePacked(address(paymaster), PM_VERIFICATION_GAS, PM_POST_OP_GAS);
+        _signUserOp(op, ownerPk);
+        _expectFailedOpWithRevert(
+            "AA33 reverted", abi.encodeWithSelector(SponsorPaymaster.InvalidPaymasterDataLength.selector, 52)
+        );
+        _handleOp(op);
+    }
+
+    function test_handleOps_depositTooLow_AA31() public {
+        vm.prank(pmOwner);
+        paymaster.withdrawTo(payable(pmOwner), DEPOSIT);
+        PackedUserOperation memory op = _recordOp("broke");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        _signUserOp(op, ownerPk);
+        _expectFailedOp("AA31 paymaster deposit too low");
+        _handleOp(op);
+    }
+
+    function test_signerRotation() public {
+        (address newSigner, uint256 newPk) = makeAddrAndKey("rotated signer");
+
+        vm.prank(makeAddr("stranger"));
+        vm.expectRevert(
+            abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, makeAddr("stranger"))
+        );
+        paymaster.setSigner(newSigner);
+
+        vm.prank(pmOwner);
+        vm.expectRevert(SponsorPaymaster.ZeroAddress.selector);
+        paymaster.setSigner(address(0));
+
+        vm.expectEmit(true, true, false, false, address(paymaster));
+        emit SignerChanged(signerAddr, newSigner);
+        vm.prank(pmOwner);
+        paymaster.setSigner(newSigner);
+        assertEq(paymaster.signer(), newSigner);
+
+        (uint48 until, uint48 afterTs) = _window();
+
+        // The old signer's sponsorship stops working at once.
+        PackedUserOperation memory op = _recordOp("old");
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        _signUserOp(op, ownerPk);
+        _expectFailedOp("AA34 signature error");
+        _handleOp(op);
+
+        // The new signer's works.
+        op = _recordOp("new");
+        _sponsor(op, paymaster, newPk, until, afterTs);
+        _signUserOp(op, ownerPk);
+        _handleOp(op);
+        assertEq(recorder.lastTag(), bytes32("new"));
+        assertLt(paymaster.getDeposit(), DEPOSIT);
+    }
+
+    function test_handleOps_replayOfSponsoredOp_AA25() public {
+        PackedUserOperation memory op = _recordOp("once");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        _signUserOp(op, ownerPk);
+        _handleOp(op);
+        _expectFailedOp("AA25 invalid account nonce");
+        _handleOp(op);
+        assertEq(recorder.calls(), 1);
+    }
+}
