@@ -1,1 +1,14 @@
 //! Sans-IO protocol logic: ids, mesh IPs, encodings, sealed boxes, heartbeats, liveness, CSK, push format. No sockets, no clock.
+//!
+//! Everything here is a pure function of its inputs so that the Rust and Solidity sides can be
+//! pinned to the same vectors in `spec/vectors/`.
+
+pub mod binding;
+pub mod ids;
+pub mod keys;
+pub mod mesh;
+pub mod sealed;
+pub mod secp;
+pub mod userop;
+
+pub use alloy_primitives::{Address, B256, keccak256};
