@@ -1,1 +1,15 @@
-//! WireGuard device (userspace, boringtun), the gateway bridge (WireGuard over TCP/TLS), the TLS ingress, the dev SNI gateway.
+//! The AttestMesh data plane: a userspace WireGuard interface (boringtun on TUN), the bridge that
+//! carries WireGuard datagrams over the gateway's TCP/TLS path (DESIGN §6.3), and the dev gateway
+//! that stands in for dstack's SNI router (DESIGN §6.4).
+
+pub mod bridge;
+pub mod device;
+pub mod frame;
+pub mod gateway;
+pub mod keys;
+pub mod sni;
+pub mod tls;
+pub mod uapi;
+
+pub use device::{DeviceError, DeviceSettings, PeerSettings, WgDevice};
+pub use keys::{KeyParseError, PrivateKey, PublicKey};

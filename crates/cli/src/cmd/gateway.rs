@@ -1,0 +1,79 @@
+//! `attestmesh gateway`: the dev stand-in for the dstack gateway (DESIGN §6.4). Routes each TLS
+//! connection by its SNI `<app id>-<port>s.<domain>` to the node's address and splices bytes
+//! without terminating TLS. Local runs and the lab only.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use attestmesh_net::gateway::{GatewayConfig, Routes, run_gateway};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to accept TLS connections on.
+    #[arg(long, env = "GATEWAY_LISTEN", default_value = "0.0.0.0:443")]
+    pub listen: SocketAddr,
+
+    /// The gateway domain: names are `<app id>-<port>s.<domain>`.
+    #[arg(long, env = "GATEWAY_DOMAIN")]
+    pub domain: String,
+
+    /// A static route `<app id>=<node address>`; repeatable.
+    #[arg(long = "route", env = "GATEWAY_ROUTES", value_delimiter = ',')]
+    pub routes: Vec<String>,
+
+    /// A route file: `<app id> <node address>` per line, `#` comments.
+    #[arg(long, env = "GATEWAY_ROUTE_FILE")]
+    pub route_file: Option<PathBuf>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut routes = match &args.route_file {
+        Some(path) => {
+            Routes::load(path).with_context(|| format!("reading routes from {}", path.display()))?
+        }
+        None => Routes::new(),
+    };
+    for r in &args.routes {
+        let (id, addr) = r
+            .split_once('=')
+            .with_context(|| format!("--route {r}: expected <app id>=<address>"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .with_context(|| format!("--route {r}: bad address"))?;
+        routes.insert(id, addr);
+    }
+    let config = GatewayConfig {
+        listen: args.listen,
+        domain: args.domain.clone(),
+        routes,
+    };
+    tracing::info!(listen = %args.listen, domain = %args.domain, "dev gateway starting");
+    run_gateway(config, shutdown_signal()).await?;
+    tracing::info!("dev gateway stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cannot listen for ctrl-c");
+                std::future::pending::<()>().await;
+            }
+        }
+        _ = term => {}
+    }
+}

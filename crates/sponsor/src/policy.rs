@@ -1,0 +1,427 @@
+//! The sponsorship policy of DESIGN §10.1: first failure wins, stable reason strings.
+//!
+//! The checks run in a fixed order and the first one that fails is the answer, so a caller sees
+//! one stable reason and operators can alert on it. Chain lookups go through a [`ChainView`] with a
+//! provenance cache in front: sender provenance and cluster trust change rarely (a member
+//! stays a member), so positive answers are kept for minutes, while negative answers are kept
+//! only seconds — a node that just got deployed or allowlisted must not wait long.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, U256};
+use attestmesh_core::userop::UserOperation;
+
+use crate::calls;
+use crate::chain::{ChainError, ChainView};
+use crate::store::{Charge, CounterStore, StoreError, day_of};
+
+/// Why an operation is not sponsored. The strings from [`DenyReason::as_str`] are an interface:
+/// never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DenyReason {
+    /// The request's chain id is not the one this sponsor serves.
+    ChainIdMismatch,
+    /// The request names another EntryPoint than the configured v0.7 one.
+    UnsupportedEntryPoint,
+    /// The sender is neither a member-factory member nor an allowlisted app id of a trusted cluster.
+    SenderNotMember,
+    /// `callData` is not `execute(address,uint256,bytes)`.
+    NotExecuteCall,
+    /// `execute` would send ETH.
+    NonzeroValue,
+    /// The inner call is not one of the node operations we sponsor.
+    InnerSelectorNotAllowed,
+    /// `execute` targets something that is not a cluster from the trusted factory.
+    TargetNotTrustedCluster,
+    /// `execute` targets a trusted cluster, but not the sender's own.
+    TargetNotSenderCluster,
+    /// The sender used up its operations for the (UTC) day.
+    DailyCapExceeded,
+}
+
+impl DenyReason {
+    /// Every reason, in evaluation order.
+    pub const ALL: [DenyReason; 9] = [
+        Self::ChainIdMismatch,
+        Self::UnsupportedEntryPoint,
+        Self::SenderNotMember,
+        Self::NotExecuteCall,
+        Self::NonzeroValue,
+        Self::InnerSelectorNotAllowed,
+        Self::TargetNotTrustedCluster,
+        Self::TargetNotSenderCluster,
+        Self::DailyCapExceeded,
+    ];
+
+    /// The stable reason string (documented in the crate docs).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ChainIdMismatch => "chain_id_mismatch",
+            Self::UnsupportedEntryPoint => "unsupported_entry_point",
+            Self::SenderNotMember => "sender_not_member",
+            Self::NotExecuteCall => "not_execute_call",
+            Self::NonzeroValue => "nonzero_value",
+            Self::InnerSelectorNotAllowed => "inner_selector_not_allowed",
+            Self::TargetNotTrustedCluster => "target_not_trusted_cluster",
+            Self::TargetNotSenderCluster => "target_not_sender_cluster",
+            Self::DailyCapExceeded => "daily_cap_exceeded",
+        }
+    }
+}
+
+impl std::fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the sender earned sponsorship.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginKind {
+    /// Deployed by our `ClusterMemberFactory`.
+    MemberFactory,
+    /// A stock dstack app proxy re-initialised as a ClusterMember ("path A") whose app id the
+    /// trusted cluster allowlists.
+    AllowlistedAppId,
+}
+
+/// A sender's provenance: its kind and the cluster it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// How it qualified.
+    pub kind: OriginKind,
+    /// `IClusterMember(sender).cluster()`.
+    pub cluster: Address,
+}
+
+/// The policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Sponsor it.
+    Sponsor {
+        /// Why the sender qualified.
+        origin: Origin,
+        /// The inner function (one of the allowlist names).
+        inner: &'static str,
+        /// The sender's count for today after this decision (charged or not).
+        used_today: u32,
+    },
+    /// Do not sponsor it.
+    Deny(DenyReason),
+}
+
+impl Decision {
+    /// The reason string for metrics and webhook answers (`"sponsored"` when sponsored).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Sponsor { .. } => "sponsored",
+            Decision::Deny(r) => r.as_str(),
+        }
+    }
+}
+
+/// A failure to decide (not a denial). Mapped by the HTTP layer: chain → 503, store → 500.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// A chain lookup failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The counter database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blocking database task was cancelled or panicked.
+    #[error("counter task failed: {0}")]
+    Join(String),
+}
+
+/// Static policy settings.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// The chain this sponsor pays on.
+    pub chain_id: u64,
+    /// The EntryPoint v0.7 the paymaster is bound to.
+    pub entry_point: Address,
+    /// The trusted `ClusterMemberFactory`.
+    pub member_factory: Address,
+    /// The trusted `ClusterDiamondFactory`.
+    pub cluster_factory: Address,
+    /// Operations per sender per UTC day.
+    pub daily_cap: u32,
+    /// How long a positive provenance / cluster answer is reused.
+    pub positive_ttl: Duration,
+    /// How long a negative answer is reused (short, so new members are not kept waiting).
+    pub negative_ttl: Duration,
+    /// Cache entries kept before the cache is swept.
+    pub cache_capacity: usize,
+}
+
+impl PolicyConfig {
+    /// Defaults for the cache knobs: 10 min positive, 5 s negative, 100 000 entries.
+    pub fn new(
+        chain_id: u64,
+        entry_point: Address,
+        member_factory: Address,
+        cluster_factory: Address,
+        daily_cap: u32,
+    ) -> Self {
+        Self {
+            chain_id,
+            entry_point,
+            member_factory,
+            cluster_factory,
+            daily_cap,
+            positive_ttl: Duration::from_secs(600),
+            negative_ttl: Duration::from_secs(5),
+            cache_capacity: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Cached {
+    Sender(Option<Origin>),
+    Cluster(bool),
+}
+
+/// Keys of the provenance cache (one map for both kinds of answer).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum CacheKey {
+    Sender(Address),
+    Cluster(Address),
+}
+
+/// Positive-long / negative-short TTL cache of provenance answers.
+pub struct ProvenanceCache {
+    map: Mutex<HashMap<CacheKey, (Cached, Instant)>>,
+    positive_ttl: Duration,
+    negative_ttl: Duration,
+    capacity: usize,
+}
+
+impl ProvenanceCache {
+    fn new(positive_ttl: Duration, negative_ttl: Duration, capacity: usize) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            positive_ttl,
+            negative_ttl,
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn get(&self, key: CacheKey) -> Option<Cached> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&key)
+            .filter(|(_, exp)| *exp > Instant::now())
+            .map(|(v, _)| *v)
+    }
+
+    fn put(&self, key: CacheKey, value: Cached) {
+        let positive = match value {
+            Cached::Sender(o) => o.is_some(),
+            Cached::Cluster(b) => b,
+        };
+        let ttl = if positive {
+            self.positive_ttl
+        } else {
+            self.negative_ttl
+        };
+        if ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.capacity && !map.contains_key(&key) {
+            map.retain(|_, (_, exp)| *exp > now);
+            if map.len() >= self.capacity {
+                // Still full of live entries: start over rather than track recency. A flood of
+                // distinct senders costs some re-lookups, never unbounded memory.
+                map.clear();
+            }
+        }
+        map.insert(key, (value, now + ttl));
+    }
+
+    /// Forgets everything (tests and the benchmark's cold runs).
+    pub fn clear(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Live entries right now.
+    pub fn len(&self) -> usize {
+        let now = Instant::now();
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|(_, e)| *e > now)
+            .count()
+    }
+
+    /// Whether there are no live entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The policy engine: configuration, chain view with its cache, and the counter store.
+pub struct Policy<C> {
+    cfg: PolicyConfig,
+    chain: C,
+    cache: ProvenanceCache,
+    store: Arc<CounterStore>,
+}
+
+/// Whether a decision consumes one of the sender's daily operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Check the cap without consuming (stub data: it may never be submitted).
+    Check,
+    /// Consume one (final paymaster data, webhook approval).
+    Charge,
+}
+
+impl<C: ChainView> Policy<C> {
+    /// A policy over `chain`, counting in `store`.
+    pub fn new(cfg: PolicyConfig, chain: C, store: Arc<CounterStore>) -> Self {
+        let cache = ProvenanceCache::new(cfg.positive_ttl, cfg.negative_ttl, cfg.cache_capacity);
+        Self {
+            cfg,
+            chain,
+            cache,
+            store,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.cfg
+    }
+
+    /// The provenance cache.
+    pub fn cache(&self) -> &ProvenanceCache {
+        &self.cache
+    }
+
+    /// The counter store.
+    pub fn store(&self) -> &Arc<CounterStore> {
+        &self.store
+    }
+
+    /// The sender's provenance, from the cache or the chain.
+    pub async fn origin_of(&self, sender: Address) -> Result<Option<Origin>, ChainError> {
+        if let Some(Cached::Sender(o)) = self.cache.get(CacheKey::Sender(sender)) {
+            return Ok(o);
+        }
+        let origin = self.lookup_origin(sender).await?;
+        self.cache
+            .put(CacheKey::Sender(sender), Cached::Sender(origin));
+        Ok(origin)
+    }
+
+    async fn lookup_origin(&self, sender: Address) -> Result<Option<Origin>, ChainError> {
+        let member = self
+            .chain
+            .is_our_member(self.cfg.member_factory, sender)
+            .await?;
+        let Some(cluster) = self.chain.cluster_of(sender).await? else {
+            return Ok(None);
+        };
+        if member {
+            return Ok(Some(Origin {
+                kind: OriginKind::MemberFactory,
+                cluster,
+            }));
+        }
+        if !self.is_trusted_cluster(cluster).await? {
+            return Ok(None);
+        }
+        if self.chain.is_allowed_app_id(cluster, sender).await? {
+            return Ok(Some(Origin {
+                kind: OriginKind::AllowlistedAppId,
+                cluster,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Whether `cluster` was deployed by the trusted cluster factory, from the cache or the chain.
+    pub async fn is_trusted_cluster(&self, cluster: Address) -> Result<bool, ChainError> {
+        if let Some(Cached::Cluster(b)) = self.cache.get(CacheKey::Cluster(cluster)) {
+            return Ok(b);
+        }
+        let b = self
+            .chain
+            .is_deployed_cluster(self.cfg.cluster_factory, cluster)
+            .await?;
+        self.cache
+            .put(CacheKey::Cluster(cluster), Cached::Cluster(b));
+        Ok(b)
+    }
+
+    /// Decides on `op` as submitted to `entry_point` on `chain_id` at `now_unix` (seconds).
+    /// The order of checks is the order of [`DenyReason::ALL`]; the first failure is returned.
+    pub async fn decide(
+        &self,
+        op: &UserOperation,
+        entry_point: Address,
+        chain_id: u64,
+        now_unix: u64,
+        mode: Mode,
+    ) -> Result<Decision, PolicyError> {
+        if chain_id != self.cfg.chain_id {
+            return Ok(Decision::Deny(DenyReason::ChainIdMismatch));
+        }
+        if entry_point != self.cfg.entry_point {
+            return Ok(Decision::Deny(DenyReason::UnsupportedEntryPoint));
+        }
+        let Some(origin) = self.origin_of(op.sender).await? else {
+            return Ok(Decision::Deny(DenyReason::SenderNotMember));
+        };
+        let Some(outer) = calls::decode_execute(&op.call_data) else {
+            return Ok(Decision::Deny(DenyReason::NotExecuteCall));
+        };
+        if outer.value != U256::ZERO {
+            return Ok(Decision::Deny(DenyReason::NonzeroValue));
+        }
+        let Some(inner) = calls::allowed_inner(&outer.data) else {
+            return Ok(Decision::Deny(DenyReason::InnerSelectorNotAllowed));
+        };
+        if !self.is_trusted_cluster(outer.target).await? {
+            return Ok(Decision::Deny(DenyReason::TargetNotTrustedCluster));
+        }
+        if outer.target != origin.cluster {
+            return Ok(Decision::Deny(DenyReason::TargetNotSenderCluster));
+        }
+        let (store, sender, nonce, cap, day) = (
+            self.store.clone(),
+            op.sender,
+            op.nonce,
+            self.cfg.daily_cap,
+            day_of(now_unix),
+        );
+        let used = tokio::task::spawn_blocking(move || -> Result<Result<u32, ()>, StoreError> {
+            match mode {
+                Mode::Check => {
+                    let n = store.count(sender, day)?;
+                    Ok(if n < cap { Ok(n) } else { Err(()) })
+                }
+                Mode::Charge => Ok(match store.try_charge(sender, nonce, day, cap)? {
+                    Charge::Charged(n) | Charge::AlreadyCharged(n) => Ok(n),
+                    Charge::CapReached(_) => Err(()),
+                }),
+            }
+        })
+        .await
+        .map_err(|e| PolicyError::Join(e.to_string()))??;
+        match used {
+            Ok(used_today) => Ok(Decision::Sponsor {
+                origin,
+                inner,
+                used_today,
+            }),
+            Err(()) => Ok(Decision::Deny(DenyReason::DailyCapExceeded)),
+        }
+    }
+}
