@@ -113,8 +113,11 @@ contract DstackFacet is IDstackFacet {
 
     /// @notice What the dstack KMS asks before it releases keys to a booting VM. Checks run in the
     /// documented order and the first failure names itself with a stable reason string.
-    /// @dev "A member" here means a member contract this cluster admits (factory member bound to this
-    /// cluster), the same predicate as registration step 1, so a VM that can boot can register.
+    /// @dev The app id passes the third rung when it is allowlisted, a registered member of this
+    /// cluster (DESIGN §3.5: "neither allowlisted nor a member"), or a factory member bound to this
+    /// cluster — the same predicate as registration step 1, so a VM that can boot can register, and
+    /// a registered member can always restart (re-derive its keys) while compose hash, device and TCB
+    /// still allow it, even after its app id left the allowlist.
     function isAppAllowed(AppBootInfo calldata bootInfo)
         external
         view
@@ -123,7 +126,10 @@ contract DstackFacet is IDstackFacet {
         LibDstackStorage.DstackStorage storage st = LibDstackStorage.s();
         if (!st.composeHashes[bootInfo.composeHash]) return (false, "compose hash not allowed");
         if (!st.allowAnyDevice && !st.devices[bootInfo.deviceId]) return (false, "device not allowed");
-        if (!_isAdmissibleMemberContract(st, bootInfo.appId)) return (false, "appId not allowlisted");
+        if (
+            LibAttestStorage.s().memberIdOf[bootInfo.appId] == bytes32(0)
+                && !_isAdmissibleMemberContract(st, bootInfo.appId)
+        ) return (false, "appId not allowlisted");
         if (st.requireTcbUpToDate && keccak256(bytes(bootInfo.tcbStatus)) != TCB_UP_TO_DATE) {
             return (false, "tcb not up to date");
         }

@@ -150,6 +150,10 @@ contract ClusterMember is IClusterMember, IAccount, Initializable, UUPSUpgradeab
         private
         view
     {
+        // An unbound account (the implementation itself, or a proxy nobody initialised) has no
+        // cluster to register with; without this, `execute(address(0), 0, dstack_register(...))`
+        // signed by any key would validate on it.
+        if (cluster_ == address(0)) revert InvalidBootstrapCall();
         address bindingSigner = _bindingSigner(cluster_, _registerArgs(cluster_, userOp.callData));
         if (bindingSigner == address(0) || _recover(userOpHash, userOp.signature) != bindingSigner) {
             revert InvalidBootstrapCall();

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.28;
 
-import {MemberRecord} from "../../src/interfaces/ClusterTypes.sol";
+import {ClusterInitArgs, MemberRecord} from "../../src/interfaces/ClusterTypes.sol";
 import {IAttestFacet} from "../../src/interfaces/IAttestFacet.sol";
 import {LibBinding} from "../../src/libraries/LibBinding.sol";
 import {ClusterFixture} from "../utils/ClusterFixture.sol";
@@ -92,6 +92,46 @@ contract AttestFacetTest is ClusterFixture {
         assertTrue(ip != broadcast, "not the broadcast address");
         assertGt(ip, net);
         assertLt(ip, broadcast);
+    }
+
+    /// @dev The same property for EVERY prefix 8..30 on each run (the bounded fuzz above spreads its
+    /// runs over the prefixes; this one leaves none to chance), including the all-zero and all-ones
+    /// address space corners.
+    function testFuzz_meshIp_everyPrefix(uint32 anyIp, bytes32 id) public pure {
+        uint32[3] memory bases = [anyIp, uint32(0), type(uint32).max];
+        for (uint256 b; b < bases.length; ++b) {
+            for (uint8 prefix = 8; prefix <= 30; ++prefix) {
+                uint32 hostMask = uint32((uint256(1) << (32 - prefix)) - 1);
+                uint32 net = bases[b] & ~hostMask;
+                uint32 ip = LibBinding.meshIp(net, prefix, id);
+                assertEq(ip & ~hostMask, net, "inside the CIDR");
+                assertGt(ip & hostMask, 0, "not the network address");
+                assertLt(ip & hostMask, hostMask, "not the broadcast address");
+                // and it is the DESIGN formula: cidr | ((low mod (hosts - 2)) + 1)
+                uint256 low = uint32(uint256(keccak256(abi.encode(id))));
+                assertEq(ip & hostMask, (low % (uint256(hostMask) + 1 - 2)) + 1);
+            }
+        }
+    }
+
+    /// @dev On chain: a cluster deployed for a random CIDR (any prefix 8..30) answers meshIpOf inside
+    /// its CIDR and never with the network or broadcast address.
+    /// forge-config: default.fuzz.runs = 64
+    function testFuzz_meshIpOf_onChainAnyCidr(uint32 anyIp, uint8 prefixSeed, bytes32 id) public {
+        uint8 prefix = uint8(bound(prefixSeed, 8, 30));
+        uint32 hostMask = uint32((uint256(1) << (32 - prefix)) - 1);
+        uint32 net = anyIp & ~hostMask;
+        ClusterInitArgs memory args = defaultClusterArgs();
+        args.meshCidrIp = net;
+        args.meshPrefix = prefix;
+        IAttestFacet c = IAttestFacet(_deployCluster(args, keccak256(abi.encode(net, prefix))));
+        (uint32 gotNet, uint8 gotPrefix) = c.meshCidr();
+        assertEq(gotNet, net);
+        assertEq(gotPrefix, prefix);
+        uint32 ip = c.meshIpOf(id);
+        assertEq(ip & ~hostMask, net, "inside the CIDR");
+        assertTrue(ip != net && ip != (net | hostMask), "neither network nor broadcast");
+        assertEq(ip, LibBinding.meshIp(net, prefix, id));
     }
 
     // ------------------------------------------------------------------ _addMember

@@ -8,14 +8,16 @@ import {ClusterInit} from "../../src/diamond/ClusterInit.sol";
 import {IDiamondCut} from "../../src/diamond/IDiamondCut.sol";
 import {IDiamondLoupe} from "../../src/diamond/IDiamondLoupe.sol";
 import {IDiamondOwnership, IERC173} from "../../src/diamond/IERC173.sol";
-import {ClusterInitArgs} from "../../src/interfaces/ClusterTypes.sol";
+import {ClusterInitArgs, DstackProof} from "../../src/interfaces/ClusterTypes.sol";
 import {IAttestFacet} from "../../src/interfaces/IAttestFacet.sol";
+import {IClusterMember} from "../../src/interfaces/IClusterMember.sol";
 import {IDstackFacet} from "../../src/interfaces/IDstackFacet.sol";
 import {IMessageFacet} from "../../src/interfaces/IMessageFacet.sol";
 import {INetworkFacet} from "../../src/interfaces/INetworkFacet.sol";
 import {LibClusterSelectors} from "../../src/libraries/LibClusterSelectors.sol";
 import {LibDiamond} from "../../src/libraries/LibDiamond.sol";
 import {ClusterFixture} from "../utils/ClusterFixture.sol";
+import {DstackChain} from "../utils/DstackChain.sol";
 
 /// @dev A facet added by tests: a view plus a function that reverts with data.
 contract ExtraFacet {
@@ -350,6 +352,136 @@ contract DiamondTest is ClusterFixture {
             address(clusterInit),
             abi.encodeCall(ClusterInit.init, (defaultClusterArgs()))
         );
+    }
+
+    // ------------------------------------------------------------------ bare facets
+
+    address[] internal bareTargets;
+    bytes[] internal bareCalls;
+    bytes[] internal bareErrs;
+
+    function _bare(address target, bytes memory data, bytes memory err) internal {
+        bareTargets.push(target);
+        bareCalls.push(data);
+        bareErrs.push(err);
+    }
+
+    /// @dev Every state-changing function of every facet, called on the facet contract itself (not
+    /// through a diamond), must revert: a bare facet's own storage has no owner, cluster owner,
+    /// member factory or members, so nothing can be configured, admitted, cut or sent there. And no
+    /// such call can touch a cluster's state.
+    function test_bareFacetsAreInert() public {
+        address attacker = makeAddr("attacker");
+        DstackChain.MemberKeys memory k = memberKeys("bare");
+        address m = newMember(cluster, "bare");
+        DstackProof memory proof = buildProof(address(dstackFacet), m, k);
+
+        _bare(
+            address(diamondCutFacet),
+            abi.encodeCall(
+                IDiamondCut.diamondCut,
+                (
+                    _one(address(extra), IDiamondCut.FacetCutAction.Add, ExtraFacet.extraValue.selector),
+                    address(0),
+                    ""
+                )
+            ),
+            abi.encodeWithSelector(IDiamondOwnership.NotDiamondOwner.selector)
+        );
+        _bare(
+            address(ownershipFacet),
+            abi.encodeCall(IERC173.transferOwnership, (attacker)),
+            abi.encodeWithSelector(IDiamondOwnership.NotDiamondOwner.selector)
+        );
+        _bare(
+            address(ownershipFacet),
+            abi.encodeCall(IDiamondOwnership.acceptOwnership, ()),
+            abi.encodeWithSelector(IDiamondOwnership.NotPendingDiamondOwner.selector)
+        );
+        _bare(
+            address(attestFacet),
+            abi.encodeCall(IAttestFacet.transferClusterOwnership, (attacker)),
+            abi.encodeWithSelector(IAttestFacet.NotClusterOwner.selector)
+        );
+        _bare(
+            address(attestFacet),
+            abi.encodeCall(IAttestFacet.acceptClusterOwnership, ()),
+            abi.encodeWithSelector(IAttestFacet.NotPendingClusterOwner.selector)
+        );
+        _bare(
+            address(attestFacet),
+            abi.encodeCall(IAttestFacet.setCskCommitment, (keccak256("csk"))),
+            abi.encodeWithSelector(IAttestFacet.NotOriginator.selector)
+        );
+        _bare(
+            address(messageFacet),
+            abi.encodeCall(IMessageFacet.send, (bytes32(uint256(1)), bytes32(uint256(1)), hex"01")),
+            abi.encodeWithSelector(IMessageFacet.NotClusterMember.selector)
+        );
+        _bare(
+            address(messageFacet),
+            abi.encodeCall(
+                IMessageFacet.sendOwnerCommand, (bytes32(uint256(1)), bytes32(uint256(1)), hex"01")
+            ),
+            abi.encodeWithSelector(IAttestFacet.NotClusterOwner.selector)
+        );
+        _bare(
+            address(networkFacet),
+            abi.encodeCall(INetworkFacet.publishWgKey, (bytes32(uint256(1)))),
+            abi.encodeWithSelector(IMessageFacet.NotClusterMember.selector)
+        );
+        _bare(
+            address(dstackFacet),
+            abi.encodeCall(IDstackFacet.dstack_register, (proof, m, k.xPubKey, k.wgPubKey, k.edPubKey)),
+            abi.encodeWithSelector(IDstackFacet.NotOurMember.selector)
+        );
+        bytes[10] memory policy = [
+            abi.encodeCall(IDstackFacet.addComposeHash, (bytes32(uint256(1)))),
+            abi.encodeCall(IDstackFacet.removeComposeHash, (COMPOSE_HASH)),
+            abi.encodeCall(IDstackFacet.addDevice, (bytes32(uint256(1)))),
+            abi.encodeCall(IDstackFacet.removeDevice, (DEVICE_ID)),
+            abi.encodeCall(IDstackFacet.setAllowAnyDevice, (true)),
+            abi.encodeCall(IDstackFacet.setRequireTcbUpToDate, (false)),
+            abi.encodeCall(IDstackFacet.addAllowedKmsRoot, (attacker)),
+            abi.encodeCall(IDstackFacet.removeAllowedKmsRoot, (kmsRoot)),
+            abi.encodeCall(IDstackFacet.addAllowedAppId, (attacker)),
+            abi.encodeCall(IDstackFacet.removeAllowedAppId, (attacker))
+        ];
+        for (uint256 i; i < policy.length; ++i) {
+            _bare(
+                address(dstackFacet), policy[i], abi.encodeWithSelector(IAttestFacet.NotClusterOwner.selector)
+            );
+        }
+        assertEq(bareTargets.length, 20);
+
+        // Whoever calls — a stranger, the cluster's owner, even the cluster itself.
+        address[3] memory callers = [attacker, clusterOwner, cluster];
+        for (uint256 c; c < callers.length; ++c) {
+            for (uint256 i; i < bareTargets.length; ++i) {
+                vm.prank(callers[c]);
+                (bool ok, bytes memory ret) = bareTargets[i].call(bareCalls[i]);
+                assertFalse(ok, "a bare facet refused the call");
+                assertEq(ret, bareErrs[i]);
+            }
+        }
+        // The cluster is untouched.
+        assertEq(IERC173(cluster).owner(), clusterOwner);
+        assertEq(IAttestFacet(cluster).clusterOwner(), clusterOwner);
+        assertEq(IAttestFacet(cluster).memberCount(), 0);
+        assertTrue(IDstackFacet(cluster).allowedKmsRoots(kmsRoot));
+        assertEq(IClusterMember(m).owner(), address(0));
+    }
+
+    /// @dev ClusterInit called directly only writes ClusterInit's own storage, which nothing reads;
+    /// clusters keep their configuration.
+    function test_bareClusterInit_touchesNoCluster() public {
+        ClusterInitArgs memory args = defaultClusterArgs();
+        args.clusterOwner = makeAddr("attacker");
+        args.kmsRoots[0] = makeAddr("rogue kms");
+        clusterInit.init(args);
+        assertEq(IAttestFacet(cluster).clusterOwner(), clusterOwner);
+        assertFalse(IDstackFacet(cluster).allowedKmsRoots(makeAddr("rogue kms")));
+        // A cut owner cannot re-run it on the cluster either (see test_revert_reinitialize).
     }
 
     // ------------------------------------------------------------------ cut ownership

@@ -200,6 +200,51 @@ contract DstackPolicyTest is ClusterFixture {
         _check(allowedBootInfo(app), true, "");
     }
 
+    /// @dev DESIGN §3.5: the third rung fails only for an app id that is "neither allowlisted nor a
+    /// member". A registered path-A member whose app id later left the allowlist is still a member:
+    /// it must be able to restart (re-derive its keys). An unregistered one is refused.
+    function test_bootGate_registeredMemberPassesAfterAppIdRemoved() public {
+        TestAppMember registered = new TestAppMember(cluster);
+        TestAppMember unregistered = new TestAppMember(cluster);
+        vm.startPrank(clusterOwner);
+        d.addAllowedAppId(address(registered));
+        d.addAllowedAppId(address(unregistered));
+        vm.stopPrank();
+        registerMember(cluster, address(registered), memberKeys("path-a"));
+        _check(allowedBootInfo(address(registered)), true, "");
+        _check(allowedBootInfo(address(unregistered)), true, "");
+
+        vm.startPrank(clusterOwner);
+        d.removeAllowedAppId(address(registered));
+        d.removeAllowedAppId(address(unregistered));
+        vm.stopPrank();
+        _check(allowedBootInfo(address(registered)), true, "");
+        _check(allowedBootInfo(address(unregistered)), false, "appId not allowlisted");
+
+        // Membership does not skip the other rungs, before or after it.
+        AppBootInfo memory info = allowedBootInfo(address(registered));
+        info.tcbStatus = "OutOfDate";
+        _check(info, false, "tcb not up to date");
+        info = allowedBootInfo(address(registered));
+        info.deviceId = keccak256("unlisted device");
+        _check(info, false, "device not allowed");
+        vm.prank(clusterOwner);
+        d.removeComposeHash(COMPOSE_HASH);
+        _check(allowedBootInfo(address(registered)), false, "compose hash not allowed");
+    }
+
+    /// @dev A member of another cluster (registered there) is no member here.
+    function test_bootGate_registeredElsewhereIsNoMemberHere() public {
+        address other = _deployCluster(defaultClusterArgs(), bytes32(uint256(6)));
+        TestAppMember app = new TestAppMember(other);
+        vm.prank(clusterOwner);
+        IDstackFacet(other).addAllowedAppId(address(app));
+        registerMember(other, address(app), memberKeys("elsewhere"));
+        (bool ok,) = IDstackFacet(other).isAppAllowed(allowedBootInfo(address(app)));
+        assertTrue(ok, "allowed by its own cluster");
+        _check(allowedBootInfo(address(app)), false, "appId not allowlisted");
+    }
+
     function test_bootGate_memberOfOtherClusterRejected() public {
         address other = _deployCluster(defaultClusterArgs(), bytes32(uint256(5)));
         address foreign = newMember(other, "foreign");

@@ -103,6 +103,38 @@ contract MessageNetworkTest is ClusterFixture {
         assertTrue(msgs.envelopeUsed(aliceId, bytes32(uint256(5))));
     }
 
+    /// @dev The owner sender id is derived from the CURRENT cluster owner: after a two-step transfer
+    /// the new owner speaks under its own id and the old owner no longer can.
+    function test_sendOwnerCommand_senderIdFollowsOwner() public {
+        address next = makeAddr("next cluster owner");
+        vm.prank(clusterOwner);
+        IAttestFacet(cluster).transferClusterOwnership(next);
+        vm.prank(next);
+        IAttestFacet(cluster).acceptClusterOwnership();
+
+        bytes32 nextSender = keccak256(abi.encodePacked("attestmesh.cluster-owner.v1", next));
+        vm.expectEmit(true, true, true, true, cluster);
+        emit IMessageFacet.MessageSent(nextSender, bobId, bytes32(uint256(6)), hex"0a");
+        vm.prank(next);
+        msgs.sendOwnerCommand(bobId, bytes32(uint256(6)), hex"0a");
+
+        vm.prank(clusterOwner);
+        vm.expectRevert(IAttestFacet.NotClusterOwner.selector);
+        msgs.sendOwnerCommand(bobId, bytes32(uint256(7)), hex"0b");
+    }
+
+    /// @dev Each member's messages carry its own id, whoever the recipient.
+    function test_send_eachSenderUnderItsOwnId() public {
+        vm.expectEmit(true, true, true, true, cluster);
+        emit IMessageFacet.MessageSent(aliceId, bobId, bytes32(uint256(11)), hex"aa");
+        vm.prank(alice);
+        msgs.send(bobId, bytes32(uint256(11)), hex"aa");
+        vm.expectEmit(true, true, true, true, cluster);
+        emit IMessageFacet.MessageSent(bobId, aliceId, bytes32(uint256(11)), hex"bb");
+        vm.prank(bob);
+        msgs.send(aliceId, bytes32(uint256(11)), hex"bb");
+    }
+
     function test_revert_sendOwnerCommand() public {
         vm.prank(alice);
         vm.expectRevert(IAttestFacet.NotClusterOwner.selector);

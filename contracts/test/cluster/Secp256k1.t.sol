@@ -62,7 +62,7 @@ contract Secp256k1Test is Test {
     }
 
     function testFuzz_revert_badPrefix(uint8 prefix) public {
-        vm.assume(prefix != 2 && prefix != 3);
+        if (prefix == 2 || prefix == 3) prefix = 4;
         vm.expectRevert(Secp256k1.InvalidPubKeyLength.selector);
         h.toAddress(abi.encodePacked(bytes1(prefix), bytes32(uint256(1))));
     }
@@ -84,6 +84,44 @@ contract Secp256k1Test is Test {
         h.toAddress(abi.encodePacked(bytes1(0x02), bytes32(Secp256k1.P + 1))); // ≡ 1, on curve mod p
         vm.expectRevert(Secp256k1.PointNotOnCurve.selector);
         h.toAddress(abi.encodePacked(bytes1(0x02), bytes32(type(uint256).max)));
+    }
+
+    /// @dev Any x in [p, 2^256) is out of the field, whatever its residue mod p.
+    function testFuzz_revert_xNotInField(uint256 x, bool odd) public {
+        x = bound(x, Secp256k1.P, type(uint256).max);
+        vm.expectRevert(Secp256k1.PointNotOnCurve.selector);
+        h.toAddress(abi.encodePacked(bytes1(odd ? 0x03 : 0x02), bytes32(x)));
+    }
+
+    /// @dev For any x in the field: either decompression refuses (no curve point has that x) or it
+    /// returns a point that IS on the curve, with the parity the prefix asked for.
+    function testFuzz_decompress_onlyCurvePoints(uint256 x, bool odd) public view {
+        x = bound(x, 0, Secp256k1.P - 1);
+        uint256 p = Secp256k1.P;
+        try h.decompress(abi.encodePacked(bytes1(odd ? 0x03 : 0x02), bytes32(x))) returns (
+            uint256 gx, uint256 y
+        ) {
+            assertEq(gx, x);
+            assertLt(y, p);
+            assertEq(mulmod(y, y, p), addmod(mulmod(mulmod(x, x, p), x, p), 7, p), "y^2 = x^3 + 7");
+            assertEq(y & 1, odd ? 1 : 0, "parity from the prefix");
+        } catch (bytes memory err) {
+            assertEq(err, abi.encodeWithSelector(Secp256k1.PointNotOnCurve.selector));
+        }
+    }
+
+    /// @dev Every length but 33 is refused before anything else is looked at.
+    function testFuzz_revert_anyOtherLength(bytes memory pub) public {
+        if (pub.length == 33) pub = bytes.concat(pub, hex"00");
+        vm.expectRevert(Secp256k1.InvalidPubKeyLength.selector);
+        h.toAddress(pub);
+    }
+
+    /// @dev The modexp precompile failing (absent on some chain) is reported, not read as a root.
+    function test_revert_modExpFailed() public {
+        vm.mockCallRevert(address(5), bytes(""), bytes(""));
+        vm.expectRevert(Secp256k1.ModExpFailed.selector);
+        h.toAddress(abi.encodePacked(bytes1(0x02), bytes32(uint256(1))));
     }
 
     function testFuzz_libHex_matchesVmToString(bytes memory data) public pure {

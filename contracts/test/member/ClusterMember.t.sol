@@ -157,6 +157,38 @@ contract ClusterMemberTest is EntryPointDeployer {
         impl.reinitializeFromDstackApp(cluster);
     }
 
+    /// @dev The implementation (and any proxy nobody bound) has no cluster, so the bootstrap rule
+    /// has nothing to admit: an op shaped `execute(address(0), 0, dstack_register(..., self, ...))`
+    /// whose binding names cluster 0 must not validate, whoever signs it.
+    function test_unboundAccount_bootstrapIsInert() public {
+        address impl = factory.implementation();
+        address unboundProxy = address(new ERC1967Proxy(impl, ""));
+        assertEq(ClusterMember(payable(unboundProxy)).cluster(), address(0));
+        address[2] memory accounts = [impl, unboundProxy];
+        for (uint256 i; i < accounts.length; ++i) {
+            address acct = accounts[i];
+            bytes memory cd =
+                _executeCall(address(0), 0, _registerCall(_proof(nodePk, address(0), acct), acct));
+            PackedUserOperation memory op = _userOp(acct, cd);
+            _signUserOp(op, nodePk);
+            bytes32 opHash = entryPoint.getUserOpHash(op);
+            vm.prank(CANONICAL_ENTRY_POINT);
+            vm.expectRevert(IClusterMember.InvalidBootstrapCall.selector);
+            ClusterMember(payable(acct)).validateUserOp(op, opHash, 0);
+        }
+        // And through the real EntryPoint, sponsored: AA23 with our error, nothing executes.
+        bytes memory implCd =
+            _executeCall(address(0), 0, _registerCall(_proof(nodePk, address(0), impl), impl));
+        PackedUserOperation memory implOp = _userOp(impl, implCd);
+        (uint48 until, uint48 afterTs) = (uint48(block.timestamp + 600), uint48(block.timestamp - 60));
+        _sponsor(implOp, paymaster, sponsorPk, until, afterTs);
+        _signUserOp(implOp, nodePk);
+        _expectFailedOpWithRevert(
+            "AA23 reverted", abi.encodeWithSelector(IClusterMember.InvalidBootstrapCall.selector)
+        );
+        _handleOp(implOp);
+    }
+
     function test_constructor_rejectsZeroEntryPoint() public {
         vm.expectRevert(IClusterMember.ZeroAddress.selector);
         new ClusterMember(address(0));
@@ -650,8 +682,9 @@ contract ClusterMemberTest is EntryPointDeployer {
         vm.prank(makeAddr("intruder"));
         vm.expectRevert(StockDstackApp.NotOwner.selector);
         app.upgradeToAndCall(impl, abi.encodeCall(IClusterMember.reinitializeFromDstackApp, (cluster)));
-        // Calling the reinitializer on the stock app itself reaches no such function.
-        vm.expectRevert();
+        // Calling the reinitializer on the stock app itself reaches no such function (no fallback:
+        // an empty revert).
+        vm.expectRevert(bytes(""));
         IClusterMember(address(app)).reinitializeFromDstackApp(cluster);
     }
 

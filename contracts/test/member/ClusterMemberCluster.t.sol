@@ -242,6 +242,127 @@ contract ClusterMemberClusterTest is ClusterFixture, EntryPointDeployer {
         _handleOp(op);
     }
 
+    // ---------------------------------------------------------------------------------------------
+    // Bootstrap: the bytes validation parses are the bytes execution decodes
+    // ---------------------------------------------------------------------------------------------
+
+    /// @dev ABI tail of a dynamic `bytes`/`string`: length word, data, zero padding.
+    function _tail(bytes memory data) internal pure returns (bytes memory) {
+        return bytes.concat(bytes32(data.length), data, new bytes((32 - (data.length % 32)) % 32));
+    }
+
+    /// @dev `execute(cluster, 0, dstack_register(proof, member, x, wg, ed))`, ABI-valid but far from
+    /// canonical: junk gaps after every head, the proof's first five tails in reverse order, and an
+    /// unreferenced `decoyBinding` tail right before the tail the proof's sixth head word points to
+    /// (`referencedBinding`). A decoder that follows offsets finds only `referencedBinding`.
+    function _nonCanonicalBootstrap(
+        DstackProof memory p,
+        address member,
+        DstackChain.MemberKeys memory k,
+        bytes memory referencedBinding,
+        bytes memory decoyBinding
+    ) internal view returns (bytes memory) {
+        bytes32 junk = bytes32(type(uint256).max);
+        // dstack_register head: proof offset past two junk words, then the static arguments.
+        bytes memory inner = bytes.concat(
+            IDstackFacet.dstack_register.selector,
+            abi.encode(uint256(5 * 32 + 64), member, k.xPubKey, k.wgPubKey, k.edPubKey),
+            junk,
+            junk,
+            _nonCanonicalProof(p, referencedBinding, decoyBinding)
+        );
+        // execute head: the `bytes data` offset skips one junk word.
+        return bytes.concat(
+            IClusterMember.execute.selector,
+            abi.encode(cluster, uint256(0), uint256(4 * 32)),
+            junk,
+            _tail(inner)
+        );
+    }
+
+    /// @dev The DstackProof tuple: six head offsets, a junk word, the first five tails in reverse
+    /// order, the decoy tail, then the referenced binding tail.
+    function _nonCanonicalProof(
+        DstackProof memory p,
+        bytes memory referencedBinding,
+        bytes memory decoyBinding
+    ) internal pure returns (bytes memory) {
+        bytes[5] memory firstFive = [
+            p.ownerPubkey, p.appPubkey, p.appSignature, p.kmsSignature, bytes(p.purpose)
+        ];
+        uint256[6] memory off;
+        uint256 pos = 6 * 32 + 32; // proof head, then one junk word
+        bytes memory tails;
+        for (uint256 i = 5; i > 0; --i) {
+            off[i - 1] = pos;
+            bytes memory t = _tail(firstFive[i - 1]);
+            tails = bytes.concat(tails, t);
+            pos += t.length;
+        }
+        bytes memory decoy = _tail(decoyBinding);
+        off[5] = pos + decoy.length;
+        return bytes.concat(
+            abi.encodePacked(off[0], off[1], off[2], off[3], off[4], off[5]),
+            bytes32(type(uint256).max),
+            tails,
+            decoy,
+            _tail(referencedBinding)
+        );
+    }
+
+    function test_bootstrap_nonCanonicalEncoding_validatesAndRegistersTheSameKeys() public {
+        address member = newMember(cluster, "node-nc");
+        DstackChain.MemberKeys memory k = memberKeys("node-nc");
+        DstackChain.MemberKeys memory thief = memberKeys("thief");
+        DstackProof memory proof = buildProof(cluster, member, k);
+        bytes memory thiefBinding =
+            DstackChain.bindingSignature(thief.ownerKey, cluster, member, k.xPubKey, k.wgPubKey, k.edPubKey);
+        bytes memory cd = _nonCanonicalBootstrap(proof, member, k, proof.bindingSignature, thiefBinding);
+        _handleOp(_sponsoredOp(member, cd, k.ownerKey));
+        assertTrue(IAttestFacet(cluster).isClusterMember(member));
+        assertEq(IClusterMember(member).owner(), vm.addr(k.ownerKey));
+        assertEq(IAttestFacet(cluster).memberOf(member).xPubKey, k.xPubKey);
+        assertEq(IAttestFacet(cluster).memberOf(member).edPubKey, k.edPubKey);
+    }
+
+    /// @dev The unreferenced decoy is signed by the userOp signer; the referenced binding is not.
+    /// Validation must follow the offsets (as execution will) and refuse.
+    function test_bootstrap_nonCanonicalEncoding_unreferencedDecoyIsIgnored() public {
+        address member = newMember(cluster, "node-nc");
+        DstackChain.MemberKeys memory k = memberKeys("node-nc");
+        DstackChain.MemberKeys memory thief = memberKeys("thief");
+        DstackProof memory proof = buildProof(cluster, member, k);
+        bytes memory thiefBinding =
+            DstackChain.bindingSignature(thief.ownerKey, cluster, member, k.xPubKey, k.wgPubKey, k.edPubKey);
+        bytes memory cd = _nonCanonicalBootstrap(proof, member, k, proof.bindingSignature, thiefBinding);
+        PackedUserOperation memory op = _sponsoredOp(member, cd, thief.ownerKey);
+        _expectAA23InvalidBootstrap();
+        _handleOp(op);
+        assertFalse(IAttestFacet(cluster).isClusterMember(member));
+    }
+
+    /// @dev Mirror image: the thief's binding is the referenced one and signs the op, so the account
+    /// accepts the shape — and the cluster, decoding the very same bytes, finds that binding signer
+    /// is not the attested owner key. Nothing is admitted, no owner installed.
+    function test_bootstrap_nonCanonicalEncoding_referencedThiefBindingFailsInExecution() public {
+        address member = newMember(cluster, "node-nc");
+        DstackChain.MemberKeys memory k = memberKeys("node-nc");
+        DstackChain.MemberKeys memory thief = memberKeys("thief");
+        DstackProof memory proof = buildProof(cluster, member, k);
+        bytes memory thiefBinding =
+            DstackChain.bindingSignature(thief.ownerKey, cluster, member, k.xPubKey, k.wgPubKey, k.edPubKey);
+        bytes memory cd = _nonCanonicalBootstrap(proof, member, k, thiefBinding, proof.bindingSignature);
+        PackedUserOperation memory op = _sponsoredOp(member, cd, thief.ownerKey);
+        bytes32 opHash = entryPoint.getUserOpHash(op);
+        vm.expectEmit(true, true, false, true, address(entryPoint));
+        emit IEntryPoint.UserOperationRevertReason(
+            opHash, member, 0, abi.encodeWithSelector(IDstackFacet.BindingMismatch.selector)
+        );
+        _handleOp(op);
+        assertFalse(IAttestFacet(cluster).isClusterMember(member));
+        assertEq(IClusterMember(member).owner(), address(0));
+    }
+
     /// @dev Honest limit: the account checks only the shape and the binding signer — the KMS chain
     /// is the cluster's job. A proof from an untrusted KMS passes validation, the registration call
     /// reverts in execution (the paymaster pays for it), and nothing is admitted.

@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {IEntryPoint} from "@account-abstraction/contracts/interfaces/IEntryPoint.sol";
+import {IPaymaster} from "@account-abstraction/contracts/interfaces/IPaymaster.sol";
 import {IStakeManager} from "@account-abstraction/contracts/interfaces/IStakeManager.sol";
 import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 
@@ -94,8 +95,9 @@ contract SponsorPaymasterTest is EntryPointDeployer {
     }
 
     function test_constructor_rejectsNonEntryPoint() public {
-        // BasePaymaster checks the IEntryPoint interface id through ERC-165.
-        vm.expectRevert();
+        // BasePaymaster checks the IEntryPoint interface id through ERC-165; the recorder has no
+        // supportsInterface and no fallback, so the probe reverts without data.
+        vm.expectRevert(bytes(""));
         new SponsorPaymaster(IEntryPoint(address(recorder)), pmOwner, signerAddr);
     }
 
@@ -144,6 +146,89 @@ contract SponsorPaymasterTest is EntryPointDeployer {
         assertTrue(info.staked);
         assertEq(info.stake, 2 ether);
         assertEq(info.unstakeDelaySec, 86_400);
+    }
+
+    function test_unlockAndWithdrawStake_throughRealEntryPoint() public {
+        vm.startPrank(pmOwner);
+        paymaster.addStake{value: 2 ether}(1);
+        paymaster.unlockStake();
+        vm.stopPrank();
+        IStakeManager.DepositInfo memory info = entryPoint.getDepositInfo(address(paymaster));
+        assertFalse(info.staked);
+        assertGt(info.withdrawTime, 0);
+
+        address payable sink = payable(makeAddr("stake sink"));
+        vm.warp(block.timestamp + 2);
+        vm.prank(makeAddr("stranger"));
+        vm.expectRevert(
+            abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, makeAddr("stranger"))
+        );
+        paymaster.withdrawStake(sink);
+        vm.prank(makeAddr("stranger"));
+        vm.expectRevert(
+            abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, makeAddr("stranger"))
+        );
+        paymaster.unlockStake();
+
+        vm.prank(pmOwner);
+        paymaster.withdrawStake(sink);
+        assertEq(sink.balance, 2 ether);
+        assertEq(entryPoint.getDepositInfo(address(paymaster)).stake, 0);
+        assertEq(paymaster.getDeposit(), DEPOSIT, "the gas deposit is separate from the stake");
+    }
+
+    /// @dev Validation returns an empty context, so the EntryPoint never calls postOp.
+    function test_postOp_neverCalledForASponsoredOp() public {
+        PackedUserOperation memory op = _recordOp("no postOp");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        _signUserOp(op, ownerPk);
+        vm.expectCall(address(paymaster), abi.encodeWithSelector(IPaymaster.postOp.selector), 0);
+        _handleOp(op);
+        assertEq(recorder.calls(), 1, "the op ran");
+    }
+
+    /// @dev Were postOp ever called, only the EntryPoint may, and BasePaymaster's default refuses.
+    function test_postOp_refusedIfCalled() public {
+        vm.expectRevert("Sender not EntryPoint");
+        paymaster.postOp(IPaymaster.PostOpMode.opSucceeded, "", 0, 0);
+        vm.prank(CANONICAL_ENTRY_POINT);
+        vm.expectRevert("must override");
+        paymaster.postOp(IPaymaster.PostOpMode.opSucceeded, "", 0, 0);
+    }
+
+    /// @dev getHash needs the two paymaster gas words; shorter paymasterAndData is refused.
+    function test_getHash_revertsWithoutPaymasterGasFields() public {
+        PackedUserOperation memory op = _recordOp("short");
+        op.paymasterAndData = abi.encodePacked(address(paymaster), uint128(1), uint120(2)); // 51 bytes
+        vm.expectRevert(
+            abi.encodeWithSelector(SponsorPaymaster.InvalidPaymasterDataLength.selector, uint256(51))
+        );
+        paymaster.getHash(op, 1, 0);
+        op.paymasterAndData = abi.encodePacked(address(paymaster), uint128(1), uint128(2)); // 52: enough
+        paymaster.getHash(op, 1, 0);
+    }
+
+    /// @dev Changing any one signed field of the op changes the hash (so a sponsor signature never
+    /// carries over to an op that differs in sender, initCode or any gas field).
+    function test_getHash_coversEveryOpField() public {
+        PackedUserOperation memory op = _recordOp("fields");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        bytes32 h = paymaster.getHash(op, until, afterTs);
+        for (uint256 f; f < 8; ++f) {
+            PackedUserOperation memory o = _recordOp("fields");
+            o.paymasterAndData = bytes.concat(op.paymasterAndData);
+            if (f == 0) o.sender = makeAddr("other sender");
+            if (f == 1) o.nonce = 7;
+            if (f == 2) o.initCode = hex"01";
+            if (f == 3) o.callData = hex"02";
+            if (f == 4) o.accountGasLimits = bytes32(uint256(o.accountGasLimits) + 1);
+            if (f == 5) o.paymasterAndData[51] = bytes1(uint8(o.paymasterAndData[51]) ^ 1); // postOp gas
+            if (f == 6) o.preVerificationGas += 1;
+            if (f == 7) o.gasFees = bytes32(uint256(o.gasFees) + 1);
+            assertTrue(paymaster.getHash(o, until, afterTs) != h, vm.toString(f));
+        }
     }
 
     function test_validatePaymasterUserOp_onlyEntryPoint() public {
@@ -275,7 +360,8 @@ contract SponsorPaymasterTest is EntryPointDeployer {
     }
 
     function testFuzz_parsePaymasterAndData_rejectsAnyOtherLength(uint16 len) public {
-        vm.assume(len != 129 && len < 2048);
+        len = uint16(bound(len, 0, 2046));
+        if (len >= 129) ++len; // every length in [0, 2047] except 129
         vm.expectRevert(
             abi.encodeWithSelector(SponsorPaymaster.InvalidPaymasterDataLength.selector, uint256(len))
         );
