@@ -68,6 +68,14 @@ pub trait ChainView: Send + Sync + 'static {
         factory: Address,
         cluster: Address,
     ) -> impl Future<Output = Result<bool, ChainError>> + Send;
+    /// Whether `to.call(data)` from `from` would succeed now (`eth_call` at `latest`): the
+    /// policy simulates a registration before paying for it.
+    fn call_succeeds(
+        &self,
+        from: Address,
+        to: Address,
+        data: &[u8],
+    ) -> impl Future<Output = Result<bool, ChainError>> + Send;
     /// `IDstackFacet(cluster).allowedAppIds(app_id)`.
     fn is_allowed_app_id(
         &self,
@@ -167,7 +175,21 @@ impl JsonRpcClient {
 
     /// `eth_call` at `latest`; `Ok(None)` when the call reverted.
     pub async fn eth_call(&self, to: Address, data: &[u8]) -> Result<Option<Bytes>, ChainError> {
-        let params = json!([{"to": to.to_string(), "data": wire::hex_bytes(data)}, "latest"]);
+        self.eth_call_from(None, to, data).await
+    }
+
+    /// `eth_call` at `latest` as `from` (when given); `Ok(None)` when the call reverted.
+    pub async fn eth_call_from(
+        &self,
+        from: Option<Address>,
+        to: Address,
+        data: &[u8],
+    ) -> Result<Option<Bytes>, ChainError> {
+        let mut call = json!({"to": to.to_string(), "data": wire::hex_bytes(data)});
+        if let Some(from) = from {
+            call["from"] = json!(from.to_string());
+        }
+        let params = json!([call, "latest"]);
         match self.request("eth_call", params).await {
             Ok(v) => wire::bytes("result", &v)
                 .map(Some)
@@ -238,6 +260,19 @@ impl ChainView for RpcChainView {
             .call(factory, isDeployedClusterCall { cluster })
             .await?
             .unwrap_or(false))
+    }
+
+    async fn call_succeeds(
+        &self,
+        from: Address,
+        to: Address,
+        data: &[u8],
+    ) -> Result<bool, ChainError> {
+        Ok(self
+            .rpc
+            .eth_call_from(Some(from), to, data)
+            .await?
+            .is_some())
     }
 
     async fn is_allowed_app_id(

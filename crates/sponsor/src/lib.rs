@@ -29,7 +29,8 @@
 //! | 6 | inner selector is `dstack_register`, `send`, `setCskCommitment` or `publishWgKey` | `inner_selector_not_allowed` |
 //! | 7 | `execute` target is a cluster from the trusted factory | `target_not_trusted_cluster` |
 //! | 8 | … and it is the sender's own cluster | `target_not_sender_cluster` |
-//! | 9 | sender is under its daily cap (UTC day; persisted; one charge per `(sender, nonce)`) | `daily_cap_exceeded` |
+//! | 9 | a `dstack_register` would succeed (`eth_call` from the sender): validation cannot check the KMS chain, so this stops free fresh members from burning the deposit on reverting bootstraps | `registration_would_revert` |
+//! | 10 | sender is under its daily cap (UTC day; persisted; one charge per `(sender, nonce)`) | `daily_cap_exceeded` |
 //!
 //! A sponsored decision is labelled `sponsored` in metrics and webhook answers.
 //!

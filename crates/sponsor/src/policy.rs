@@ -37,13 +37,17 @@ pub enum DenyReason {
     TargetNotTrustedCluster,
     /// `execute` targets a trusted cluster, but not the sender's own.
     TargetNotSenderCluster,
+    /// A `dstack_register` that the cluster would reject (simulated with `eth_call` from the
+    /// sender). Validation of a bootstrap op cannot check the KMS chain, so without this anyone
+    /// could deploy fresh members for free and burn the paymaster's deposit on reverting ops.
+    RegistrationWouldRevert,
     /// The sender used up its operations for the (UTC) day.
     DailyCapExceeded,
 }
 
 impl DenyReason {
     /// Every reason, in evaluation order.
-    pub const ALL: [DenyReason; 9] = [
+    pub const ALL: [DenyReason; 10] = [
         Self::ChainIdMismatch,
         Self::UnsupportedEntryPoint,
         Self::SenderNotMember,
@@ -52,6 +56,7 @@ impl DenyReason {
         Self::InnerSelectorNotAllowed,
         Self::TargetNotTrustedCluster,
         Self::TargetNotSenderCluster,
+        Self::RegistrationWouldRevert,
         Self::DailyCapExceeded,
     ];
 
@@ -66,6 +71,7 @@ impl DenyReason {
             Self::InnerSelectorNotAllowed => "inner_selector_not_allowed",
             Self::TargetNotTrustedCluster => "target_not_trusted_cluster",
             Self::TargetNotSenderCluster => "target_not_sender_cluster",
+            Self::RegistrationWouldRevert => "registration_would_revert",
             Self::DailyCapExceeded => "daily_cap_exceeded",
         }
     }
@@ -393,6 +399,14 @@ impl<C: ChainView> Policy<C> {
         }
         if outer.target != origin.cluster {
             return Ok(Decision::Deny(DenyReason::TargetNotSenderCluster));
+        }
+        if inner == "dstack_register"
+            && !self
+                .chain
+                .call_succeeds(op.sender, outer.target, &outer.data)
+                .await?
+        {
+            return Ok(Decision::Deny(DenyReason::RegistrationWouldRevert));
         }
         let (store, sender, nonce, cap, day) = (
             self.store.clone(),

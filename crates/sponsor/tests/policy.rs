@@ -234,6 +234,7 @@ async fn first_failure_wins_in_documented_order() {
             "inner_selector_not_allowed",
             "target_not_trusted_cluster",
             "target_not_sender_cluster",
+            "registration_would_revert",
             "daily_cap_exceeded"
         ]
     );
@@ -363,4 +364,23 @@ async fn daily_cap_counts_charges_only_once_per_nonce_and_resets_next_day() {
         charge(2, NOW + 86_400).await,
         Decision::Sponsor { used_today: 1, .. }
     ));
+}
+
+#[tokio::test]
+async fn bootstrap_that_would_revert_is_not_paid_for() {
+    let f = fixture();
+    // dstack_register's selector; the in-memory chain decides by sender whether it would revert.
+    let register = [0x27, 0xb3, 0xdd, 0xfa, 0, 0, 0, 0];
+    let op_a = op(NODE_A, 0, execute(CLUSTER_A, 0, &register));
+    assert!(matches!(decide(&f, &op_a).await, Decision::Sponsor { .. }));
+
+    f.state
+        .failing_registrations
+        .lock()
+        .expect("lock")
+        .insert(NODE_A);
+    assert_eq!(deny(&f, &op_a).await, DenyReason::RegistrationWouldRevert);
+    // Only registrations are simulated: the same sender's other operations are unaffected.
+    let other = op(NODE_A, 1, execute(CLUSTER_A, 0, &set_csk(1)));
+    assert!(matches!(decide(&f, &other).await, Decision::Sponsor { .. }));
 }

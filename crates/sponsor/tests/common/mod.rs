@@ -54,6 +54,8 @@ pub struct MemState {
     pub lookups: AtomicU64,
     /// Make every lookup fail like an unreachable node.
     pub down: AtomicBool,
+    /// Senders whose `dstack_register` the cluster would reject.
+    pub failing_registrations: Mutex<HashSet<Address>>,
 }
 
 impl MemState {
@@ -102,6 +104,13 @@ impl MemState {
     fn is_allowed_app_id(&self, cluster: Address, app: Address) -> bool {
         self.app_ids.lock().expect("lock").contains(&(cluster, app))
     }
+    fn registration_succeeds(&self, from: Address) -> bool {
+        !self
+            .failing_registrations
+            .lock()
+            .expect("lock")
+            .contains(&from)
+    }
 }
 
 /// In-memory [`ChainView`].
@@ -109,6 +118,15 @@ impl MemState {
 pub struct MemView(pub Arc<MemState>);
 
 impl ChainView for MemView {
+    async fn call_succeeds(
+        &self,
+        from: Address,
+        _to: Address,
+        _data: &[u8],
+    ) -> Result<bool, ChainError> {
+        self.0.check()?;
+        Ok(self.0.registration_succeeds(from))
+    }
     async fn is_our_member(&self, factory: Address, member: Address) -> Result<bool, ChainError> {
         self.0.check()?;
         Ok(self.0.is_our_member(factory, member))
