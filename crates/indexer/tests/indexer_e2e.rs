@@ -1,0 +1,442 @@
+//! The Indexer end to end: real anvil + the real contracts + devtee (the dstack guest-agent
+//! emulator on a real unix socket) + the Indexer's real gRPC and HTTP servers on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, B256, hex, keccak256};
+use alloy_sol_types::SolCall;
+use attestmesh_chain::bindings::{ClusterInitArgs, IMessageFacet};
+use attestmesh_chain::deploy::{self, Artifacts, ENTRY_POINT_V07};
+use attestmesh_chain::rpc::RpcClient;
+use attestmesh_core::ids::{DSTACK_ATTESTOR_ID, member_id};
+use attestmesh_core::mesh::MeshCidr;
+use attestmesh_core::push::{PushBody, fixed, report_data_binds};
+use attestmesh_indexer::pb::{self, indexer_client::IndexerClient};
+use attestmesh_indexer::{Config, Indexer, state};
+use attestmesh_tee::attestor::Attestor;
+use attestmesh_tee::client::GuestAgentClient;
+use attestmesh_tee::devtee::{Devtee, DevteeConfig, parse_simulated_quote};
+use attestmesh_tee::dstack::DstackAttestor;
+use attestmesh_tee::kms;
+use tokio_stream::StreamExt;
+
+struct Anvil {
+    url: String,
+    child: Child,
+}
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+async fn anvil() -> Anvil {
+    let bin = std::env::var("ANVIL").unwrap_or_else(|_| {
+        format!(
+            "{}/../../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&bin)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--silent",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn anvil (npm ci installs it)");
+    let a = Anvil {
+        url: format!("http://127.0.0.1:{port}"),
+        child,
+    };
+    let rpc = RpcClient::new(&a.url).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rpc.chain_id().await.is_err() {
+        assert!(Instant::now() < deadline, "anvil did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a
+}
+
+/// An in-process devtee on its own socket, stopped when the sender drops.
+async fn devtee(socket: &Path, app_id: Address) -> tokio::sync::oneshot::Sender<()> {
+    let d = Devtee::bind(DevteeConfig::dev(socket, app_id))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(d.run(async move {
+        let _ = rx.await;
+    }));
+    tx
+}
+
+struct Running {
+    grpc: String,
+    http: std::net::SocketAddr,
+    pubkey: B256,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+async fn start_indexer(cfg: Config) -> Running {
+    let ix = Indexer::bind(cfg).await.unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let r = (
+        format!("http://{}", ix.grpc_addr),
+        ix.http_addr,
+        ix.pubkey(),
+    );
+    let task = tokio::spawn(async move {
+        ix.run(async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running {
+        grpc: r.0,
+        http: r.1,
+        pubkey: r.2,
+        stop,
+        task,
+    }
+}
+impl Running {
+    async fn shutdown(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let code = buf[9..12].parse().unwrap();
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (code, body)
+}
+
+async fn wait_indexed(rpc: &RpcClient, http: std::net::SocketAddr) {
+    let head = rpc.block_number().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = http_get(http, "/healthz").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if code == 200 && v["indexed"].as_u64().is_some_and(|i| i >= head) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "indexer did not catch up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn subscribe(
+    grpc: &str,
+    cluster: Address,
+    member: B256,
+    from_block: u64,
+) -> tonic::Streaming<pb::Push> {
+    let mut c = IndexerClient::connect(grpc.to_string()).await.unwrap();
+    c.subscribe(pb::Hello {
+        cluster: cluster.to_vec(),
+        member_id: member.to_vec(),
+        from_block,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+/// Verifies a push exactly as an agent would and returns its body.
+fn verify(p: &pb::Push, key: &B256) -> PushBody {
+    let ev = p.event.as_ref().unwrap();
+    let repro = p.repro.as_ref().unwrap();
+    let body = PushBody {
+        cluster: Address::from(fixed::<20>("cluster", &p.cluster).unwrap()),
+        block_number: p.block_number,
+        block_hash: B256::from(fixed::<32>("block_hash", &p.block_hash).unwrap()),
+        tx_hash: B256::from(fixed::<32>("tx_hash", &p.tx_hash).unwrap()),
+        log_index: p.log_index,
+        address: Address::from(fixed::<20>("address", &ev.address).unwrap()),
+        topics: ev.topics.iter().map(|t| B256::from_slice(t)).collect(),
+        data: ev.data.clone(),
+        repro_method: repro.method.clone(),
+        repro_params_json: repro.params_json.clone(),
+    };
+    body.verify(key, &p.signature).unwrap();
+    body
+}
+
+/// Runs the repro stub against anvil: it must return exactly this log.
+async fn check_repro(rpc: &RpcClient, b: &PushBody) {
+    let params: serde_json::Value = serde_json::from_str(&b.repro_params_json).unwrap();
+    let logs: Vec<serde_json::Value> = rpc.call(&b.repro_method, params).await.unwrap();
+    assert_eq!(logs.len(), 1, "{}", b.repro_params_json);
+    let l = &logs[0];
+    assert_eq!(
+        l["transactionHash"].as_str().unwrap(),
+        hex::encode_prefixed(b.tx_hash)
+    );
+    assert_eq!(
+        u64::from_str_radix(l["logIndex"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap(),
+        b.log_index
+    );
+    assert_eq!(hex::decode(l["data"].as_str().unwrap()).unwrap(), b.data);
+}
+
+async fn next_push(s: &mut tonic::Streaming<pb::Push>) -> pb::Push {
+    tokio::time::timeout(Duration::from_secs(15), s.next())
+        .await
+        .expect("push in time")
+        .unwrap()
+        .unwrap()
+}
+
+/// Sends `MessageFacet.send` as `from` (a member contract, impersonated on anvil).
+async fn send_msg(
+    rpc: &RpcClient,
+    cluster: Address,
+    from: Address,
+    to: B256,
+    env: u8,
+    len: usize,
+) -> u64 {
+    let call = IMessageFacet::sendCall {
+        recipientMemberId: to,
+        envelopeId: B256::repeat_byte(env),
+        ciphertext: vec![env; len].into(),
+    };
+    rpc.transact(from, Some(cluster), &call.abi_encode())
+        .await
+        .unwrap()
+        .block_number
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexer_pushes_signed_wakeups_end_to_end() {
+    let dir_art = format!("{}/../../artifacts", env!("CARGO_MANIFEST_DIR"));
+    let artifacts = Artifacts::new(&dir_art);
+    let anvil = anvil().await;
+    let rpc = RpcClient::new(&anvil.url).unwrap();
+    let accounts = rpc.accounts().await.unwrap();
+    let (deployer, owner, submitter) = (accounts[0], accounts[1], accounts[2]);
+    let infra = deploy::deploy_infra(&rpc, deployer, &artifacts, ENTRY_POINT_V07)
+        .await
+        .unwrap();
+    let cidr = MeshCidr::new(0x0a0d_0000, 16).unwrap();
+    let args = ClusterInitArgs {
+        clusterOwner: owner,
+        meshCidrIp: cidr.ip(),
+        meshPrefix: cidr.prefix(),
+        memberFactory: infra.member_factory,
+        kmsRoots: vec![kms::DEV_KMS_ROOT_ADDRESS],
+        composeHashes: vec![],
+        devices: vec![],
+        appIds: vec![],
+        allowAnyDevice: true,
+        requireTcbUpToDate: false,
+    };
+    let cluster = deploy::deploy_cluster(&rpc, deployer, &infra, args, B256::repeat_byte(1))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tees = Vec::new();
+    let mut members = Vec::new();
+    for (i, salt) in [2u8, 3].iter().enumerate() {
+        let m = deploy::deploy_member(&rpc, deployer, &infra, cluster, B256::repeat_byte(*salt))
+            .await
+            .unwrap();
+        let sock = tmp.path().join(format!("m{i}.sock"));
+        tees.push(devtee(&sock, m).await);
+        let att = DstackAttestor::new(GuestAgentClient::new(&sock));
+        let derived = att.derive_keys().await.unwrap();
+        let call = att.registration_call(&derived, cluster, m).unwrap();
+        assert!(
+            rpc.transact(submitter, Some(cluster), &call)
+                .await
+                .unwrap()
+                .success
+        );
+        rpc.call::<serde_json::Value>("anvil_impersonateAccount", serde_json::json!([m]))
+            .await
+            .unwrap();
+        rpc.call::<serde_json::Value>(
+            "anvil_setBalance",
+            serde_json::json!([m, "0x56BC75E2D63100000"]),
+        )
+        .await
+        .unwrap();
+        members.push((m, member_id(cluster, m, DSTACK_ATTESTOR_ID)));
+    }
+    let ((ma, ida), (mb, idb)) = (members[0], members[1]);
+
+    // The Indexer's own TEE.
+    let ix_sock = tmp.path().join("indexer.sock");
+    let _ix_tee = devtee(&ix_sock, Address::repeat_byte(0x1d)).await;
+    let state_dir = tmp.path().join("state");
+    let mut cfg = Config::new(
+        anvil.url.clone(),
+        infra.diamond_factory,
+        state_dir.clone(),
+        ix_sock.clone(),
+    );
+    cfg.batch_size = 5; // several pages even on this short chain
+    cfg.poll_interval = Duration::from_millis(50);
+    cfg.channel_capacity = 16;
+    let ix = start_indexer(cfg.clone()).await;
+    wait_indexed(&rpc, ix.http).await;
+    let key = ix.pubkey;
+
+    // A subscribes from block 1: the replay holds the cluster's setup and both registrations.
+    let mut a = subscribe(&ix.grpc, cluster, ida, 1).await;
+    let first = next_push(&mut a).await;
+    let att = first
+        .attestation
+        .as_ref()
+        .expect("first push carries the attestation");
+    let (_, _, report_data) = parse_simulated_quote(&att.quote).expect("devtee quote");
+    assert!(
+        report_data_binds(&report_data, &key),
+        "quote binds the push key"
+    );
+    let mut seen_registered = 0;
+    let reg_topic = keccak256("MemberRegistered(bytes32,address,bytes32,bytes32,bytes32,bytes32)");
+    let mut p = first;
+    loop {
+        let b = verify(&p, &key);
+        assert_eq!(b.cluster, cluster);
+        check_repro(&rpc, &b).await;
+        if b.topics.first() == Some(&reg_topic) {
+            seen_registered += 1;
+            if seen_registered == 2 {
+                break;
+            }
+        }
+        p = next_push(&mut a).await;
+        assert!(
+            p.attestation.is_none(),
+            "only the first push carries the attestation"
+        );
+    }
+
+    // Live: B subscribes; A sends to B. B gets it, A does not.
+    let mut b = subscribe(&ix.grpc, cluster, idb, 0).await;
+    let t0 = Instant::now();
+    let blk = send_msg(&rpc, cluster, ma, idb, 0x77, 64).await;
+    let pb_ = next_push(&mut b).await;
+    let latency = t0.elapsed();
+    assert!(pb_.attestation.is_some());
+    let body = verify(&pb_, &key);
+    assert_eq!(body.block_number, blk);
+    assert_eq!(body.topics[2], idb);
+    check_repro(&rpc, &body).await;
+    eprintln!("push latency (tx send → push received, loopback, 50 ms poll): {latency:?}");
+    // Then B sends to A: A's next push must be that one, proving it never saw the A→B message.
+    let blk2 = send_msg(&rpc, cluster, mb, ida, 0x78, 64).await;
+    // (A may first drain the rest of its replay, e.g. DstackMemberRegistered.)
+    let msg_topic = keccak256("MessageSent(bytes32,bytes32,bytes32,bytes)");
+    let ba = loop {
+        let pa = next_push(&mut a).await;
+        let ba = verify(&pa, &key);
+        if ba.topics.first() == Some(&msg_topic) {
+            break ba;
+        }
+    };
+    assert_eq!(
+        (ba.block_number, ba.topics[2]),
+        (blk2, ida),
+        "A never receives B's MessageSent"
+    );
+
+    // Restart: progress resumes from the state file; B reconnects from its last block + 1 and
+    // gets the message sent while the Indexer was down.
+    ix.shutdown().await;
+    drop(b);
+    let st = state::load(&state_dir, infra.diamond_factory)
+        .unwrap()
+        .unwrap();
+    assert!(st.next_block > blk2 && st.clusters == vec![cluster]);
+    let blk3 = send_msg(&rpc, cluster, ma, idb, 0x79, 64).await;
+    let mut cfg2 = cfg.clone();
+    cfg2.start_block = 0; // ignored: the state file wins
+    cfg2.channel_capacity = 8;
+    let ix = start_indexer(cfg2).await;
+    assert_eq!(ix.pubkey, key, "the TEE re-derives the same key");
+    wait_indexed(&rpc, ix.http).await;
+    let mut b = subscribe(&ix.grpc, cluster, idb, blk + 1).await;
+    let p3 = next_push(&mut b).await;
+    assert!(p3.attestation.is_some());
+    let b3 = verify(&p3, &key);
+    assert_eq!(
+        (b3.block_number, b3.topics[2]),
+        (blk3, idb),
+        "nothing missed across the restart"
+    );
+
+    // A slow subscriber (never reads) is disconnected with RESOURCE_EXHAUSTED, while B keeps up.
+    let mut slow = subscribe(&ix.grpc, cluster, idb, 0).await;
+    let mut sent = 0;
+    let mut disconnected = false;
+    while sent < 150 {
+        send_msg(
+            &rpc,
+            cluster,
+            ma,
+            idb,
+            0x80u8.wrapping_add(sent as u8),
+            16 * 1024,
+        )
+        .await;
+        sent += 1;
+        let p = next_push(&mut b).await;
+        verify(&p, &key);
+        let (_, m) = http_get(ix.http, "/metrics").await;
+        if m.contains("attestmesh_indexer_slow_disconnects_total 1") {
+            disconnected = true;
+            break;
+        }
+    }
+    assert!(
+        disconnected,
+        "slow subscriber never disconnected after {sent} pushes"
+    );
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(10), slow.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(_)) => continue,
+            Some(Err(s)) => break s,
+            None => panic!("stream ended without a status"),
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    eprintln!("slow subscriber disconnected after {sent} 16 KiB pushes");
+    let (code, body) = http_get(ix.http, "/healthz").await;
+    assert_eq!(code, 200, "{body}");
+    ix.shutdown().await;
+    let _ = PathBuf::new();
+}
