@@ -4,9 +4,14 @@
 //! pinned to the same vectors in `spec/vectors/`.
 
 pub mod binding;
+pub mod csk;
+pub mod follower;
+pub mod heartbeat;
 pub mod ids;
 pub mod keys;
+pub mod liveness;
 pub mod mesh;
+pub mod push;
 pub mod sealed;
 pub mod secp;
 pub mod userop;
