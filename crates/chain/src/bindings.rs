@@ -64,6 +64,104 @@ sol! {
         function owner() external view returns (address);
     }
 
+    interface IClusterMemberAccount {
+        error OnlyEntryPoint();
+        error OnlyCluster();
+        error OnlyClusterOwner();
+        error OwnerAlreadySet();
+        error InvalidBootstrapCall();
+        error ZeroAddress();
+        function execute(address target, uint256 value, bytes data) external;
+        function validateUserOp(PackedUserOperation userOp, bytes32 userOpHash, uint256 missingAccountFunds) external returns (uint256 validationData);
+    }
+
+    interface IAttestWrite {
+        error NotOriginator();
+        error CskCommitmentAlreadySet();
+        error ZeroCommitment();
+        error UnknownMember();
+        error OnlyDiamond();
+        error NotClusterOwner();
+        error NotPendingClusterOwner();
+        function setCskCommitment(bytes32 commitment) external;
+        function cskCommitment() external view returns (bytes32);
+        function listMembers() external view returns (MemberRecord[] memory);
+    }
+
+    interface IMessageFacet {
+        error NotClusterMember();
+        error RecipientNotMember();
+        error DuplicateEnvelope();
+        event MessageSent(bytes32 indexed senderMemberId, bytes32 indexed recipientMemberId, bytes32 indexed envelopeId, bytes ciphertext);
+        function send(bytes32 recipientMemberId, bytes32 envelopeId, bytes ciphertext) external;
+        function envelopeUsed(bytes32 recipientMemberId, bytes32 envelopeId) external view returns (bool);
+    }
+
+    interface INetworkFacet {
+        error ZeroPubKey();
+        function publishWgKey(bytes32 wgPubKey) external;
+        function wgPubKeyOf(bytes32 memberId) external view returns (bytes32);
+    }
+
+    /// EntryPoint v0.7 `PackedUserOperation`.
+    #[derive(Debug, PartialEq, Eq)]
+    struct PackedUserOperation {
+        address sender;
+        uint256 nonce;
+        bytes initCode;
+        bytes callData;
+        bytes32 accountGasLimits;
+        uint256 preVerificationGas;
+        bytes32 gasFees;
+        bytes paymasterAndData;
+        bytes signature;
+    }
+
+    /// The EntryPoint v0.7 surface the UserOperation client and the dev stack use.
+    interface IEntryPoint {
+        error FailedOp(uint256 opIndex, string reason);
+        error FailedOpWithRevert(uint256 opIndex, string reason, bytes inner);
+        error PostOpReverted(bytes returnData);
+        error SignatureValidationFailed(address aggregator);
+        event UserOperationEvent(bytes32 indexed userOpHash, address indexed sender, address indexed paymaster, uint256 nonce, bool success, uint256 actualGasCost, uint256 actualGasUsed);
+        event UserOperationRevertReason(bytes32 indexed userOpHash, address indexed sender, uint256 nonce, bytes revertReason);
+        function getNonce(address sender, uint192 key) external view returns (uint256 nonce);
+        function balanceOf(address account) external view returns (uint256);
+        function depositTo(address account) external payable;
+        function getUserOpHash(PackedUserOperation userOp) external view returns (bytes32);
+    }
+
+    /// Our verifying paymaster (contracts/src/paymaster/SponsorPaymaster.sol).
+    interface ISponsorPaymaster {
+        error InvalidPaymasterDataLength(uint256 length);
+        error ZeroAddress();
+        function deposit() external payable;
+        function getDeposit() external view returns (uint256);
+        function signer() external view returns (address);
+    }
+
+    /// Errors of the diamond, factories and registry (for revert decoding only).
+    interface IInfraErrors {
+        error AlreadyInitialized();
+        error ClusterAlreadyDeployed(address cluster);
+        error EmptyEndpoint();
+        error FacetHasNoCode(address facet);
+        error FunctionNotFound(bytes4 selector);
+        error InitCalldataWithoutInit();
+        error InitHasNoCode(address init);
+        error InitializationFailed(address init, bytes data);
+        error InvalidDiamondOwner();
+        error InvalidMeshCidr(uint32 ip, uint8 prefix);
+        error ModExpFailed();
+        error NoSelectorsInFacetCut();
+        error NotDiamondOwner();
+        error NotPendingDiamondOwner();
+        error RemoveFacetAddressMustBeZero(address facet);
+        error ReplaceWithSameFacet(bytes4 selector);
+        error SelectorAlreadyExists(bytes4 selector);
+        error SelectorNotFound(bytes4 selector);
+    }
+
     interface IClusterMemberFactory {
         function deployMember(address cluster, bytes32 salt) external returns (address member);
         function predictMemberAddress(address cluster, bytes32 salt) external view returns (address);

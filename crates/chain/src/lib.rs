@@ -1,9 +1,18 @@
 //! Contract bindings, chain reader, log follower, UserOperation builder, bundler and paymaster clients, deployment helpers.
 //!
-//! So far: a minimal JSON-RPC client ([`rpc`]), the bindings the registration flow reads
-//! ([`bindings`]) and deployment of the AttestMesh infrastructure from compiled artifacts
-//! ([`deploy`]).
+//! So far: a minimal JSON-RPC client ([`rpc`]), the bindings the node touches ([`bindings`]),
+//! revert decoding into our contract errors ([`revert`]), the ERC-4337 v0.7 UserOperation client
+//! ([`userop`], over [`bundler`] and the ERC-7677 [`paymaster`] client, retrying with
+//! [`backoff`]), deployment of the AttestMesh infrastructure from compiled artifacts ([`deploy`])
+//! and, behind the `devstack` feature, the local 4337 stack ([`devstack`]).
 
+pub mod backoff;
 pub mod bindings;
+pub mod bundler;
 pub mod deploy;
+#[cfg(feature = "devstack")]
+pub mod devstack;
+pub mod paymaster;
+pub mod revert;
 pub mod rpc;
+pub mod userop;

@@ -44,6 +44,9 @@ pub enum RpcError {
         message: String,
         /// Revert data, when the node returned it.
         data: Option<Bytes>,
+        /// The error's `data` member exactly as sent (ERC-7677 paymasters put their deny reason
+        /// there, bundlers sometimes a structured object), for callers that need more than bytes.
+        detail: Option<Box<Value>>,
     },
     #[error("transaction {tx} reverted{}", .data.as_ref().map(|d| format!(" with data {d}")).unwrap_or_default())]
     Reverted {
@@ -56,6 +59,20 @@ pub enum RpcError {
 }
 
 impl RpcError {
+    /// Whether retrying the same request later can succeed: the endpoint was unreachable, slow,
+    /// answered with a server-side HTTP status or a garbled body, or said "resource unavailable"
+    /// (EIP-1474 -32002) / "internal error" (-32603). Everything else (a JSON-RPC error about the
+    /// request itself, a revert) is permanent: repeating it only burns time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RpcError::Connect { .. } | RpcError::Timeout { .. } | RpcError::Http { .. } => true,
+            RpcError::Status { status, .. } => *status >= 500 || *status == 429,
+            RpcError::Malformed { .. } => true,
+            RpcError::Rpc { code, .. } => matches!(code, -32002 | -32603),
+            RpcError::BadUrl(_) | RpcError::Reverted { .. } | RpcError::NotMined(..) => false,
+        }
+    }
+
     /// The 4-byte custom-error selector of a revert, if this error carries revert data.
     pub fn revert_selector(&self) -> Option<[u8; 4]> {
         match self {
@@ -187,7 +204,14 @@ impl RpcClient {
                     }
                 }
             })?;
+            if status >= 500 && v.get("error").is_none() {
+                return Err(RpcError::Status {
+                    method: m(),
+                    status,
+                });
+            }
             if let Some(err) = v.get("error") {
+                let detail = err.get("data").cloned().map(Box::new);
                 let data = err
                     .get("data")
                     .and_then(|d| {
@@ -204,6 +228,7 @@ impl RpcClient {
                         .unwrap_or_default()
                         .to_string(),
                     data,
+                    detail,
                 });
             }
             v.get("result").cloned().ok_or_else(|| RpcError::Malformed {
@@ -236,6 +261,69 @@ impl RpcClient {
         .await
     }
 
+    /// `eth_call` from a chosen sender (e.g. the EntryPoint, to run `onlyEntryPoint` code paths
+    /// the way the EntryPoint will).
+    pub async fn eth_call_from(
+        &self,
+        from: Address,
+        to: Address,
+        data: &[u8],
+    ) -> Result<Bytes, RpcError> {
+        self.call(
+            "eth_call",
+            json!([{"from": from, "to": to, "input": Bytes::copy_from_slice(data)}, "latest"]),
+        )
+        .await
+    }
+
+    /// `eth_estimateGas` of a call from `from`; includes the 21 000 intrinsic gas and the
+    /// calldata cost of a top-level transaction.
+    pub async fn estimate_gas(
+        &self,
+        from: Address,
+        to: Address,
+        data: &[u8],
+    ) -> Result<u64, RpcError> {
+        let v: U256 = self
+            .call(
+                "eth_estimateGas",
+                json!([{"from": from, "to": to, "input": Bytes::copy_from_slice(data)}]),
+            )
+            .await?;
+        Ok(v.saturating_to::<u64>())
+    }
+
+    pub async fn balance(&self, addr: Address) -> Result<U256, RpcError> {
+        self.call("eth_getBalance", json!([addr, "latest"])).await
+    }
+
+    /// `baseFeePerGas` of the latest block (0 on chains without EIP-1559).
+    pub async fn base_fee(&self) -> Result<u128, RpcError> {
+        let block: Value = self
+            .call("eth_getBlockByNumber", json!(["latest", false]))
+            .await?;
+        match block.get("baseFeePerGas") {
+            None | Some(Value::Null) => Ok(0),
+            Some(v) => serde_json::from_value::<U256>(v.clone())
+                .map(|u| u.saturating_to::<u128>())
+                .map_err(|e| RpcError::Malformed {
+                    method: "eth_getBlockByNumber".into(),
+                    detail: format!("baseFeePerGas: {e}"),
+                }),
+        }
+    }
+
+    /// The node's suggested priority fee.
+    pub async fn max_priority_fee(&self) -> Result<u128, RpcError> {
+        let v: U256 = self.call("eth_maxPriorityFeePerGas", json!([])).await?;
+        Ok(v.saturating_to::<u128>())
+    }
+
+    pub async fn block_number(&self) -> Result<u64, RpcError> {
+        let v: U256 = self.call("eth_blockNumber", json!([])).await?;
+        Ok(v.saturating_to::<u64>())
+    }
+
     pub async fn code_at(&self, addr: Address) -> Result<Bytes, RpcError> {
         self.call("eth_getCode", json!([addr, "latest"])).await
     }
@@ -248,7 +336,21 @@ impl RpcClient {
         to: Option<Address>,
         data: &[u8],
     ) -> Result<Receipt, RpcError> {
+        self.transact_value(from, to, data, U256::ZERO).await
+    }
+
+    /// [`Self::transact`] with ETH attached.
+    pub async fn transact_value(
+        &self,
+        from: Address,
+        to: Option<Address>,
+        data: &[u8],
+        value: U256,
+    ) -> Result<Receipt, RpcError> {
         let mut tx = json!({"from": from, "input": Bytes::copy_from_slice(data)});
+        if !value.is_zero() {
+            tx["value"] = json!(value);
+        }
         if let Some(to) = to {
             tx["to"] = json!(to);
         }
@@ -336,6 +438,7 @@ mod tests {
             code: 3,
             message: "execution reverted".into(),
             data: Some(Bytes::from(vec![0x35, 0x56, 0x5c, 0x11])),
+            detail: None,
         };
         assert_eq!(e.revert_selector(), Some([0x35, 0x56, 0x5c, 0x11]));
         assert_eq!(RpcError::BadUrl(String::new()).revert_selector(), None);

@@ -24,19 +24,31 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Operator commands: infrastructure, clusters, allowlists, members, Indexer record (real chains).
+    Cluster(cmd::cluster::Args),
     /// Local stand-in for the dstack guest agent and KMS (development only).
     Devtee(cmd::devtee::Args),
     /// Dev stand-in for the dstack gateway: SNI routing with TLS passthrough (development only).
     Gateway(cmd::gateway::Args),
     /// ERC-7677 paymaster service and sponsorship webhook paying the nodes' gas (DESIGN §10.1).
     Sponsor(cmd::sponsor::Args),
+    /// The attested Indexer: signed wake-up pushes, key export, registry record (DESIGN §9).
+    Indexer(cmd::indexer::Args),
+    /// The per-node agent: registration, mesh, heartbeats, CSK, app API (DESIGN §5–§11).
+    Node(cmd::node::Args),
+    /// The one-command local devnet: chain, services and N nodes in network namespaces (DESIGN §12).
+    Devnet(cmd::devnet::Args),
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Cluster(args) => cmd::cluster::run(args).await,
         Command::Devtee(args) => cmd::devtee::run(args).await,
         Command::Gateway(args) => cmd::gateway::run(args).await,
         Command::Sponsor(args) => cmd::sponsor::run(args).await,
+        Command::Indexer(args) => cmd::indexer::run(args).await,
+        Command::Node(args) => cmd::node::run(args).await,
+        Command::Devnet(args) => cmd::devnet::run(args).await,
     }
 }
 

@@ -165,6 +165,21 @@ impl Hub {
         g.height = Some(g.height.map_or(height, |h| h.max(height)));
     }
 
+    /// Ends every subscription with UNAVAILABLE. Called on shutdown: a live stream would
+    /// otherwise keep its HTTP/2 connection (which still answers keepalives) and its subscriber
+    /// waiting on an Indexer that no longer indexes, instead of making it reconnect.
+    pub fn close_all(&self) {
+        let mut g = self.lock();
+        for s in g.subs.values_mut() {
+            if let Some(k) = s.kill.take() {
+                let _ = k.send(Status::unavailable(
+                    "indexer shutting down; reconnect with from_block",
+                ));
+            }
+        }
+        g.subs.clear();
+    }
+
     fn remove(&self, id: u64) {
         self.lock().subs.remove(&id);
     }

@@ -9,6 +9,8 @@
 pub mod follower;
 pub mod http;
 pub mod hub;
+pub mod intake;
+pub mod registry;
 pub mod service;
 pub mod state;
 
@@ -237,8 +239,10 @@ impl Indexer {
                     },
                 ),
         );
+        let hub = self.shared.hub.clone();
         shutdown.await;
         let _ = stop_tx.send(true);
+        hub.close_all();
         let _ = http.await;
         let _ = follower.await;
         // Live streams would keep the gRPC server waiting: give them a moment, then stop anyway.

@@ -2,6 +2,8 @@
 //! namespace only, processes run inside them, and `tc netem` on the links. Everything created is
 //! removed on drop, including on panic. Test infrastructure, so it shells out to `ip` and `tc`.
 
+pub mod devnet;
+
 use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

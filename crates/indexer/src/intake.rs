@@ -1,0 +1,688 @@
+//! The agent's verified intake of Indexer pushes (DESIGN §1 invariant 5, §9.2).
+//!
+//! A library, so the agent (crates/node) plugs it in next to its chain follower:
+//!
+//! ```ignore
+//! let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel(64);
+//! let intake = Intake::new(IntakeConfig::new(rpc_url, registry, cluster, member_id))?;
+//! tokio::spawn(intake.run(shutdown, wake_tx));
+//! // follower: select { tick(poll_interval), wake_rx.recv() } → eth_getLogs up to the block
+//! ```
+//!
+//! What it guarantees, and why:
+//! - **Pushes are wake-ups, never data.** The only thing that leaves this module is
+//!   [`WakeUp::block_number`]; the agent re-reads the chain itself. So the worst an Indexer can do
+//!   is wake the agent early or not at all, and "not at all" is covered by the agent's own
+//!   polling.
+//! - **The key comes from the chain.** Every push is verified against the Ed25519 key in
+//!   `IndexerRegistry.current()`, read from the agent's own RPC. The key the Indexer presents in
+//!   its attestation is only accepted if it *is* the registry key.
+//! - **A bad push ends the session.** A bad signature, a push for another cluster, a malformed or
+//!   non-canonical push, a missing or unbound attestation, or (when sampled) a reproduction stub
+//!   the chain does not confirm: the subscription is torn down, the event is logged as
+//!   adversarial, the intake backs off (capped exponential with jitter), re-reads the registry
+//!   and subscribes again. Continuing a session with a misbehaving server would let it probe
+//!   which malformations we tolerate.
+//! - **Nothing is skipped across reconnects.** Delivery from the Indexer is in block order, so
+//!   the last verified block is a sound resume point (`Hello.from_block`).
+//!
+//! Honest limits: the TDX quote's signature chain is not verified here (the agent has no PCCS
+//! access; the cluster owner vouches for the code id in the registry). The intake checks that the
+//! quote's report_data binds the registry key, and for devtee quotes (accepted only when
+//! [`IntakeConfig::allow_simulated_quotes`] is set) that the compose hash equals the registry code
+//! id.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::{Address, B256};
+use attestmesh_chain::rpc::{RpcClient, RpcError};
+use attestmesh_core::push::{PushBody, PushError, REPRO_METHOD, fixed, repro_params_json};
+use tokio::sync::mpsc;
+
+use crate::follower::RpcLog;
+use crate::pb;
+use crate::registry::{self, IndexerInfo, RegistryError};
+
+/// A verified push, reduced to the one thing the agent may use: "poll now, up to this block".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WakeUp {
+    pub block_number: u64,
+}
+
+/// Settings of one intake (one agent = one cluster membership).
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// The agent's own chain RPC: registry reads and repro sampling. Never the Indexer's.
+    pub rpc_url: String,
+    pub registry: Address,
+    pub cluster: Address,
+    pub member_id: B256,
+    /// First `Hello.from_block` (the agent's durable cursor); 0 = the chain head at startup.
+    pub from_block: u64,
+    /// Accept devtee's simulated quotes as attestation. Development only: a simulated quote
+    /// proves nothing, so production agents must leave this off.
+    pub allow_simulated_quotes: bool,
+    /// Fraction (0.0..=1.0) of verified pushes whose repro stub is run against `rpc_url`.
+    pub repro_sample_rate: f64,
+    /// First backoff after a teardown; doubles per consecutive failure up to `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How often the registry is re-read during a healthy session, so a rotation is followed
+    /// even when the old Indexer goes quiet.
+    pub registry_refresh: Duration,
+    /// Connect + Subscribe deadline.
+    pub connect_timeout: Duration,
+    /// Deadline of one own-RPC call.
+    pub rpc_timeout: Duration,
+}
+
+impl IntakeConfig {
+    pub fn new(rpc_url: String, registry: Address, cluster: Address, member_id: B256) -> Self {
+        Self {
+            rpc_url,
+            registry,
+            cluster,
+            member_id,
+            from_block: 0,
+            allow_simulated_quotes: false,
+            repro_sample_rate: 0.0,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            registry_refresh: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            rpc_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors that stop the intake. Everything else (RPC down, Indexer down, Indexer lying) is
+/// retried, because the intake is an optimisation the agent must never lose to a transient.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("intake configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error("the agent dropped its wake-up receiver")]
+    WakeClosed,
+}
+
+/// Why a push (and with it the session) was rejected. Each is treated as adversarial.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("malformed push: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Push(#[from] PushError),
+    #[error("push for cluster {got}, subscribed to {want}")]
+    ForeignCluster { got: Address, want: Address },
+    #[error("push event emitted by {got}, not by the cluster {want}")]
+    ForeignEmitter { got: Address, want: Address },
+    #[error("repro stub is not the canonical eth_getLogs call for this log")]
+    NonCanonicalRepro,
+    #[error("first push of the session carries no attestation")]
+    MissingAttestation,
+    #[error("attestation quote unusable: {0}")]
+    BadQuote(String),
+    #[error("attestation report_data does not bind the registry key")]
+    UnboundAttestation,
+    #[error("attested code {got} differs from the registry code id {want}")]
+    CodeIdMismatch { got: B256, want: B256 },
+    #[error("repro stub returned no matching log from our own RPC: the Indexer lied")]
+    ReproLied,
+}
+
+/// Counters the agent exports and the tests observe.
+#[derive(Debug, Default)]
+pub struct IntakeStats {
+    /// Subscriptions opened (Subscribe returned a stream).
+    pub sessions: AtomicU64,
+    /// Sessions torn down because a push was rejected.
+    pub adversarial_teardowns: AtomicU64,
+    /// Sessions that ended on a transport error or a closed stream.
+    pub transport_teardowns: AtomicU64,
+    /// Sessions ended because the registry record changed under them.
+    pub rotations: AtomicU64,
+    pub pushes_verified: AtomicU64,
+    pub pushes_rejected: AtomicU64,
+    pub wakeups_sent: AtomicU64,
+    pub repro_checks: AtomicU64,
+    pub registry_reads: AtomicU64,
+    /// The last rejection, for logs and tests.
+    pub last_rejection: Mutex<Option<Rejection>>,
+    /// The registry key of the current (or last) session.
+    pub current_key: Mutex<Option<B256>>,
+}
+
+impl IntakeStats {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Checks one push against the registry key and the subscribed cluster; returns its body.
+///
+/// Checks in order: well-formed fields, signature (before anything else is believed), cluster,
+/// emitter, and that the repro stub is exactly the canonical one — so a sampled stub can only
+/// ever query what the signed fields say.
+pub fn verify_push(p: &pb::Push, key: &B256, cluster: Address) -> Result<PushBody, Rejection> {
+    let ev = p
+        .event
+        .as_ref()
+        .ok_or_else(|| Rejection::Malformed("no event".into()))?;
+    let repro = p
+        .repro
+        .as_ref()
+        .ok_or_else(|| Rejection::Malformed("no repro stub".into()))?;
+    let mut topics = Vec::with_capacity(ev.topics.len());
+    for t in &ev.topics {
+        topics.push(B256::from(fixed::<32>("event.topic", t)?));
+    }
+    let body = PushBody {
+        cluster: Address::from(fixed::<20>("cluster", &p.cluster)?),
+        block_number: p.block_number,
+        block_hash: B256::from(fixed::<32>("block_hash", &p.block_hash)?),
+        tx_hash: B256::from(fixed::<32>("tx_hash", &p.tx_hash)?),
+        log_index: p.log_index,
+        address: Address::from(fixed::<20>("event.address", &ev.address)?),
+        topics,
+        data: ev.data.clone(),
+        repro_method: repro.method.clone(),
+        repro_params_json: repro.params_json.clone(),
+    };
+    body.verify(key, &p.signature)?;
+    if body.cluster != cluster {
+        return Err(Rejection::ForeignCluster {
+            got: body.cluster,
+            want: cluster,
+        });
+    }
+    if body.address != cluster {
+        return Err(Rejection::ForeignEmitter {
+            got: body.address,
+            want: cluster,
+        });
+    }
+    if body.repro_method != REPRO_METHOD
+        || body.repro_params_json != repro_params_json(cluster, body.block_hash, &body.topics)
+    {
+        return Err(Rejection::NonCanonicalRepro);
+    }
+    Ok(body)
+}
+
+/// The attestation of the first push: its quote's report_data must bind the registry key.
+pub fn verify_attestation(
+    att: &pb::Attestation,
+    info: &IndexerInfo,
+    allow_simulated: bool,
+) -> Result<(), Rejection> {
+    let (report_data, code) = quote_report_data(&att.quote, allow_simulated)?;
+    if !attestmesh_core::push::report_data_binds(&report_data, &info.pubkey) {
+        return Err(Rejection::UnboundAttestation);
+    }
+    if let Some(code) = code
+        && info.code_id != B256::ZERO
+        && code != info.code_id
+    {
+        return Err(Rejection::CodeIdMismatch {
+            got: code,
+            want: info.code_id,
+        });
+    }
+    Ok(())
+}
+
+/// report_data (and, for devtee quotes, the compose hash) of a quote.
+///
+/// TDX quote v4: 48-byte header, then the TD report body whose report_data sits at offset 520.
+/// v5 inserts a 6-byte body descriptor (type u16, size u32) after the header.
+fn quote_report_data(
+    quote: &[u8],
+    allow_simulated: bool,
+) -> Result<([u8; 64], Option<B256>), Rejection> {
+    if quote.starts_with(attestmesh_tee::devtee::SIMULATED_QUOTE_MAGIC) {
+        if !allow_simulated {
+            return Err(Rejection::BadQuote(
+                "simulated devtee quote refused (allow_simulated_quotes is off)".into(),
+            ));
+        }
+        let (_, compose, rd) = attestmesh_tee::devtee::parse_simulated_quote(quote)
+            .ok_or_else(|| Rejection::BadQuote("truncated simulated quote".into()))?;
+        return Ok((rd, Some(compose)));
+    }
+    let version = match quote.get(..2) {
+        Some(v) => u16::from_le_bytes([v[0], v[1]]),
+        None => return Err(Rejection::BadQuote("empty quote".into())),
+    };
+    let offset = match version {
+        4 => 48 + 520,
+        5 => 48 + 6 + 520,
+        v => {
+            return Err(Rejection::BadQuote(format!(
+                "unsupported quote version {v}"
+            )));
+        }
+    };
+    let rd = quote.get(offset..offset + 64).ok_or_else(|| {
+        Rejection::BadQuote(format!("quote of {} bytes is truncated", quote.len()))
+    })?;
+    let mut out = [0u8; 64];
+    out.copy_from_slice(rd);
+    Ok((out, None))
+}
+
+/// Small non-cryptographic PRNG (SplitMix64) for backoff jitter and repro sampling: neither needs
+/// unpredictability against an adversary, only de-synchronisation between agents.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new(seed: &B256) -> Self {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut s = t;
+        for c in seed.0.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            s ^= u64::from_le_bytes(b);
+        }
+        Self(s)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Capped exponential backoff with "equal jitter": a delay in [d/2, d], d = base·2^attempt ≤ max.
+fn backoff_delay(base: Duration, max: Duration, attempt: u32, j: &mut Jitter) -> Duration {
+    let d = base
+        .saturating_mul(1u32 << attempt.min(20))
+        .min(max)
+        .max(Duration::from_millis(1));
+    let half = d / 2;
+    half + half.mul_f64(j.unit())
+}
+
+/// How a session ended.
+enum End {
+    Shutdown,
+    Adversarial(Rejection),
+    Transport(String),
+    /// Indexer refused our resume point (too far back): restart from the head; polling covers it.
+    ResumeTooOld,
+    Rotated,
+}
+
+/// The intake task.
+pub struct Intake {
+    cfg: IntakeConfig,
+    rpc: RpcClient,
+    stats: Arc<IntakeStats>,
+}
+
+impl Intake {
+    pub fn new(cfg: IntakeConfig) -> Result<Self, IntakeError> {
+        if !(0.0..=1.0).contains(&cfg.repro_sample_rate) {
+            return Err(IntakeError::Config(format!(
+                "repro_sample_rate {} is outside 0..=1",
+                cfg.repro_sample_rate
+            )));
+        }
+        if cfg.backoff_base.is_zero() || cfg.backoff_max < cfg.backoff_base {
+            return Err(IntakeError::Config(
+                "backoff_base must be > 0 and ≤ backoff_max".into(),
+            ));
+        }
+        if cfg.registry == Address::ZERO || cfg.cluster == Address::ZERO {
+            return Err(IntakeError::Config(
+                "registry and cluster must not be the zero address".into(),
+            ));
+        }
+        let rpc = RpcClient::new(&cfg.rpc_url)?.with_timeout(cfg.rpc_timeout);
+        Ok(Self {
+            cfg,
+            rpc,
+            stats: Arc::new(IntakeStats::default()),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<IntakeStats> {
+        self.stats.clone()
+    }
+
+    /// Runs until `shutdown` resolves. Returns an error only when the agent is gone (wake-up
+    /// receiver dropped); every other failure is retried.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+        wake: mpsc::Sender<WakeUp>,
+    ) -> Result<(), IntakeError> {
+        tokio::pin!(shutdown);
+        let mut jitter = Jitter::new(&self.cfg.member_id);
+        let mut attempt: u32 = 0;
+        // Resume cursor: only ever advanced by verified pushes (delivery is in block order), so
+        // everything at or after it concerning us is replayed by the next session.
+        let mut resume = self.cfg.from_block;
+        let mut last_woken: Option<u64> = None;
+        loop {
+            if resume == 0 {
+                match self.rpc.block_number().await {
+                    Ok(h) => resume = h.max(1),
+                    Err(e) => tracing::warn!(error = %e, "intake: own RPC unavailable"),
+                }
+            }
+            let verified_before = IntakeStats::get(&self.stats.pushes_verified);
+            let end = match self.read_registry().await {
+                Ok(info) if info.is_set() => {
+                    self.session(
+                        &info,
+                        &mut resume,
+                        &mut last_woken,
+                        &mut jitter,
+                        &wake,
+                        &mut shutdown,
+                    )
+                    .await?
+                }
+                Ok(_) => {
+                    tracing::info!(registry = %self.cfg.registry, "no Indexer registered: polling only");
+                    // Not a failure: wait a refresh period, then look again.
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(()),
+                        _ = tokio::time::sleep(self.cfg.registry_refresh) => {}
+                    }
+                    continue;
+                }
+                Err(e) => End::Transport(e.to_string()),
+            };
+            match end {
+                End::Shutdown => return Ok(()),
+                End::Rotated => {
+                    self.stats.rotations.fetch_add(1, Ordering::Relaxed);
+                    attempt = 0;
+                    continue; // straight to the new record
+                }
+                End::ResumeTooOld => {
+                    resume = 0;
+                    continue;
+                }
+                End::Adversarial(r) => {
+                    self.stats
+                        .adversarial_teardowns
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(cluster = %self.cfg.cluster, rejection = %r, "ADVERSARIAL Indexer push: subscription torn down");
+                    *lock(&self.stats.last_rejection) = Some(r);
+                }
+                End::Transport(e) => {
+                    self.stats
+                        .transport_teardowns
+                        .fetch_add(1, Ordering::Relaxed);
+                    // A session that delivered verified pushes was healthy: the next failure
+                    // starts the backoff over. (Adversarial ends never reset it, so a server
+                    // cannot keep us reconnecting fast by interleaving valid and bad pushes.)
+                    if IntakeStats::get(&self.stats.pushes_verified) > verified_before {
+                        attempt = 0;
+                    }
+                    tracing::info!(error = %e, "Indexer subscription ended");
+                }
+            }
+            let d = backoff_delay(
+                self.cfg.backoff_base,
+                self.cfg.backoff_max,
+                attempt,
+                &mut jitter,
+            );
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(d) => {}
+            }
+        }
+    }
+
+    async fn read_registry(&self) -> Result<IndexerInfo, RegistryError> {
+        self.stats.registry_reads.fetch_add(1, Ordering::Relaxed);
+        registry::read_current(&self.rpc, self.cfg.registry).await
+    }
+
+    /// One subscription, from connect to teardown.
+    async fn session<S: Future<Output = ()> + Unpin>(
+        &self,
+        info: &IndexerInfo,
+        resume: &mut u64,
+        last_woken: &mut Option<u64>,
+        jitter: &mut Jitter,
+        wake: &mpsc::Sender<WakeUp>,
+        shutdown: &mut S,
+    ) -> Result<End, IntakeError> {
+        *lock(&self.stats.current_key) = Some(info.pubkey);
+        let hello = pb::Hello {
+            cluster: self.cfg.cluster.to_vec(),
+            member_id: self.cfg.member_id.to_vec(),
+            from_block: *resume,
+        };
+        let connect = async {
+            let ep = tonic::transport::Endpoint::from_shared(info.endpoint.clone())
+                .map_err(|e| format!("registry endpoint {:?}: {e}", info.endpoint))?
+                .connect_timeout(self.cfg.connect_timeout)
+                .tcp_nodelay(true)
+                // A silently dead Indexer would otherwise hold the session forever.
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .keep_alive_while_idle(true);
+            let ch = ep
+                .connect()
+                .await
+                .map_err(|e| format!("connect {}: {e}", info.endpoint))?;
+            let mut client = pb::indexer_client::IndexerClient::new(ch);
+            client
+                .subscribe(hello)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| {
+                    if s.code() == tonic::Code::OutOfRange {
+                        String::from("out_of_range")
+                    } else {
+                        format!("subscribe: {s}")
+                    }
+                })
+        };
+        let mut stream = tokio::select! {
+            _ = &mut *shutdown => return Ok(End::Shutdown),
+            r = tokio::time::timeout(self.cfg.connect_timeout, connect) => match r {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) if e == "out_of_range" => return Ok(End::ResumeTooOld),
+                Ok(Err(e)) => return Ok(End::Transport(e)),
+                Err(_) => return Ok(End::Transport(format!("connect {} timed out", info.endpoint))),
+            },
+        };
+        self.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(endpoint = %info.endpoint, key = %info.pubkey, from_block = *resume, "subscribed to the Indexer");
+        let mut first = true;
+        let mut refresh = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.cfg.registry_refresh,
+            self.cfg.registry_refresh,
+        );
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let msg = tokio::select! {
+                biased;
+                _ = &mut *shutdown => return Ok(End::Shutdown),
+                _ = refresh.tick() => {
+                    match self.read_registry().await {
+                        Ok(now) if now != *info => {
+                            tracing::info!(old = %info.pubkey, new = %now.pubkey, endpoint = %now.endpoint, "IndexerRegistry record changed: following");
+                            return Ok(End::Rotated);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "registry refresh failed"),
+                    }
+                    continue;
+                }
+                m = stream.message() => m,
+            };
+            let p = match msg {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(End::Transport("stream closed by the Indexer".into())),
+                Err(s) => return Ok(End::Transport(format!("stream error: {s}"))),
+            };
+            let body = match self.check(&p, info, first) {
+                Ok(b) => b,
+                Err(r) => {
+                    self.stats.pushes_rejected.fetch_add(1, Ordering::Relaxed);
+                    return Ok(End::Adversarial(r));
+                }
+            };
+            first = false;
+            // Sampled before the wake, so no WakeUp ever leaves for a push we reject; the cost
+            // (one own-RPC round trip) is paid only by the sampled fraction.
+            if self.cfg.repro_sample_rate > 0.0 && jitter.unit() < self.cfg.repro_sample_rate {
+                self.stats.repro_checks.fetch_add(1, Ordering::Relaxed);
+                if let Err(r) = self.sample_repro(&body).await {
+                    self.stats.pushes_rejected.fetch_add(1, Ordering::Relaxed);
+                    return Ok(End::Adversarial(r));
+                }
+            }
+            self.stats.pushes_verified.fetch_add(1, Ordering::Relaxed);
+            let block = body.block_number;
+            // One wake per block: the agent's poll up to block N covers every log in N, and the
+            // replay after a reconnect repeats the resume block.
+            if last_woken.is_none_or(|w| block > w) {
+                wake.send(WakeUp {
+                    block_number: block,
+                })
+                .await
+                .map_err(|_| IntakeError::WakeClosed)?;
+                self.stats.wakeups_sent.fetch_add(1, Ordering::Relaxed);
+                *last_woken = Some(block);
+            }
+            *resume = (*resume).max(block);
+        }
+    }
+
+    fn check(&self, p: &pb::Push, info: &IndexerInfo, first: bool) -> Result<PushBody, Rejection> {
+        let body = verify_push(p, &info.pubkey, self.cfg.cluster)?;
+        match (&p.attestation, first) {
+            (Some(a), _) => verify_attestation(a, info, self.cfg.allow_simulated_quotes)?,
+            (None, true) => return Err(Rejection::MissingAttestation),
+            (None, false) => {}
+        }
+        Ok(body)
+    }
+
+    /// Runs the (canonical, already checked) repro stub against our own RPC. An RPC error is
+    /// inconclusive (our node may lag the Indexer's); an answer without the log is a lie.
+    async fn sample_repro(&self, body: &PushBody) -> Result<(), Rejection> {
+        let params: serde_json::Value = match serde_json::from_str(&body.repro_params_json) {
+            Ok(v) => v,
+            Err(e) => return Err(Rejection::Malformed(format!("repro params: {e}"))),
+        };
+        let logs: Vec<RpcLog> = match self.rpc.call(REPRO_METHOD, params).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "repro sample inconclusive");
+                return Ok(());
+            }
+        };
+        let found = logs.iter().any(|l| {
+            !l.removed
+                && l.transaction_hash == body.tx_hash
+                && l.log_index.to::<u64>() == body.log_index
+                && l.block_hash == body.block_hash
+                && l.block_number.to::<u64>() == body.block_number
+                && l.address == body.address
+                && l.topics == body.topics
+                && l.data.as_ref() == body.data.as_slice()
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(Rejection::ReproLied)
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Counters only: a poisoned lock still holds a usable value.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let mut j = Jitter::new(&B256::repeat_byte(1));
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        for attempt in 0..40 {
+            let d = backoff_delay(base, max, attempt, &mut j);
+            let cap = base.saturating_mul(1u32 << attempt.min(20)).min(max);
+            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?}");
+        }
+        let a: Vec<_> = (0..8)
+            .map(|_| backoff_delay(base, max, 10, &mut j))
+            .collect();
+        assert!(a.windows(2).any(|w| w[0] != w[1]), "jitter varies");
+    }
+
+    #[test]
+    fn quote_parsing() {
+        let pk = B256::repeat_byte(5);
+        let rd = attestmesh_core::push::attestation_report_data(&pk);
+        let mut q = vec![0u8; 48 + 584];
+        q[0] = 4;
+        q[568..632].copy_from_slice(&rd);
+        let info = IndexerInfo {
+            endpoint: "http://x:1".into(),
+            code_id: B256::repeat_byte(9),
+            pubkey: pk,
+            updated_at: 0,
+        };
+        let att = |quote: Vec<u8>| pb::Attestation {
+            quote,
+            event_log: String::new(),
+        };
+        assert_eq!(verify_attestation(&att(q.clone()), &info, false), Ok(()));
+        let mut other = info.clone();
+        other.pubkey = B256::repeat_byte(6);
+        assert_eq!(
+            verify_attestation(&att(q.clone()), &other, false),
+            Err(Rejection::UnboundAttestation)
+        );
+        assert!(matches!(
+            verify_attestation(&att(q[..600].to_vec()), &info, false),
+            Err(Rejection::BadQuote(_))
+        ));
+        let mut sim = attestmesh_tee::devtee::SIMULATED_QUOTE_MAGIC.to_vec();
+        sim.extend_from_slice(&[0u8; 20]);
+        sim.extend_from_slice(B256::repeat_byte(9).as_slice());
+        sim.extend_from_slice(&rd);
+        assert!(matches!(
+            verify_attestation(&att(sim.clone()), &info, false),
+            Err(Rejection::BadQuote(_))
+        ));
+        assert_eq!(verify_attestation(&att(sim.clone()), &info, true), Ok(()));
+        let mut wrong_code = info.clone();
+        wrong_code.code_id = B256::repeat_byte(8);
+        assert!(matches!(
+            verify_attestation(&att(sim), &wrong_code, true),
+            Err(Rejection::CodeIdMismatch { .. })
+        ));
+    }
+}

@@ -1,0 +1,91 @@
+//! The on-chain `IndexerRegistry` (DESIGN §3.8): the one owner-maintained record that says which
+//! Indexer agents subscribe to and, above all, which Ed25519 key its pushes must verify against.
+//!
+//! Agents read it with a plain `eth_call` against their own RPC, never from the Indexer: the key
+//! an Indexer announces about itself proves nothing (invariant 5).
+
+use alloy_primitives::{Address, B256, Bytes};
+use alloy_sol_types::{SolCall, sol};
+use attestmesh_chain::rpc::{RpcClient, RpcError};
+
+sol! {
+    /// Mirrors contracts/src/interfaces/IClusterDiamondFactory.sol.
+    #[derive(Debug, PartialEq, Eq)]
+    struct IndexerRecord {
+        string endpoint;
+        bytes32 codeId;
+        bytes32 pubKey;
+        uint64 updatedAt;
+    }
+
+    interface IIndexerRegistry {
+        event IndexerUpdated(string endpoint, bytes32 codeId, bytes32 pubKey, uint64 updatedAt);
+        function current() external view returns (IndexerRecord memory);
+        function setIndexer(IndexerRecord calldata record) external;
+    }
+}
+
+/// The registry record in Rust types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexerInfo {
+    /// gRPC endpoint, `http://host:port`.
+    pub endpoint: String,
+    /// The Indexer's code identity as the cluster owner registered it.
+    pub code_id: B256,
+    /// The Ed25519 key every push must verify against.
+    pub pubkey: B256,
+    /// Block timestamp of the last `setIndexer` (set by the contract, not the caller).
+    pub updated_at: u64,
+}
+
+impl IndexerInfo {
+    /// An unset record (never written, or the zero state) means "no Indexer: poll only".
+    pub fn is_set(&self) -> bool {
+        !self.endpoint.is_empty() && self.pubkey != B256::ZERO
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("reading IndexerRegistry.current() at {registry}: {source}")]
+    Rpc {
+        registry: Address,
+        #[source]
+        source: RpcError,
+    },
+    #[error("IndexerRegistry.current() at {0} returned undecodable data (is it the registry?)")]
+    Decode(Address),
+}
+
+/// Reads `current()` at the latest block.
+pub async fn read_current(
+    rpc: &RpcClient,
+    registry: Address,
+) -> Result<IndexerInfo, RegistryError> {
+    let out: Bytes = rpc
+        .eth_call(registry, &IIndexerRegistry::currentCall {}.abi_encode())
+        .await
+        .map_err(|source| RegistryError::Rpc { registry, source })?;
+    let r = IIndexerRegistry::currentCall::abi_decode_returns(&out)
+        .map_err(|_| RegistryError::Decode(registry))?;
+    Ok(IndexerInfo {
+        endpoint: r.endpoint,
+        code_id: r.codeId,
+        pubkey: r.pubKey,
+        updated_at: r.updatedAt,
+    })
+}
+
+/// Calldata of `setIndexer(record)`; `updatedAt` is ignored by the contract (it uses the block
+/// timestamp), so it is sent as 0.
+pub fn set_indexer_calldata(endpoint: &str, code_id: B256, pubkey: B256) -> Vec<u8> {
+    IIndexerRegistry::setIndexerCall {
+        record: IndexerRecord {
+            endpoint: endpoint.to_string(),
+            codeId: code_id,
+            pubKey: pubkey,
+            updatedAt: 0,
+        },
+    }
+    .abi_encode()
+}

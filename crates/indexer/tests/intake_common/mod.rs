@@ -1,0 +1,594 @@
+//! Shared fixtures of the intake tests and the latency benchmark: real anvil, the real contracts
+//! (cluster, two registered members, IndexerRegistry), devtee on real unix sockets, real Indexers
+//! and a scriptable malicious gRPC Indexer on loopback.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, B256, U64};
+use alloy_sol_types::SolCall;
+use attestmesh_chain::bindings::{ClusterInitArgs, IMessageFacet};
+use attestmesh_chain::deploy::{self, Artifacts, ENTRY_POINT_V07, Infra};
+use attestmesh_chain::rpc::RpcClient;
+use attestmesh_core::ids::{DSTACK_ATTESTOR_ID, member_id};
+use attestmesh_core::keys::Ed25519Secret;
+use attestmesh_core::mesh::MeshCidr;
+use attestmesh_core::push::{PushBody, REPRO_METHOD, attestation_report_data, repro_params_json};
+use attestmesh_indexer::follower::{RpcLog, message_sent_topic};
+use attestmesh_indexer::intake::{Intake, IntakeConfig, IntakeStats, WakeUp};
+use attestmesh_indexer::pb;
+use attestmesh_indexer::{Config, Indexer, registry};
+use attestmesh_tee::attestor::Attestor;
+use attestmesh_tee::client::GuestAgentClient;
+use attestmesh_tee::devtee::{self, Devtee, DevteeConfig};
+use attestmesh_tee::dstack::DstackAttestor;
+use attestmesh_tee::kms;
+use tokio::sync::mpsc;
+
+pub struct Anvil {
+    pub url: String,
+    child: Child,
+}
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// anvil with automine (each transaction mines its own block, instantly).
+pub async fn anvil() -> Anvil {
+    let bin = std::env::var("ANVIL").unwrap_or_else(|_| {
+        format!(
+            "{}/../../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    let port = free_port();
+    let child = Command::new(&bin)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--silent",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn anvil (npm ci installs it)");
+    let a = Anvil {
+        url: format!("http://127.0.0.1:{port}"),
+        child,
+    };
+    let rpc = RpcClient::new(&a.url).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rpc.chain_id().await.is_err() {
+        assert!(Instant::now() < deadline, "anvil did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a
+}
+
+/// An in-process devtee on its own socket, stopped when the sender drops.
+pub async fn devtee(socket: &Path, app_id: Address) -> tokio::sync::oneshot::Sender<()> {
+    let d = Devtee::bind(DevteeConfig::dev(socket, app_id))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(d.run(async move {
+        let _ = rx.await;
+    }));
+    tx
+}
+
+/// A chain with one cluster, two registered members (A, B; impersonated so they can send) and
+/// an IndexerRegistry owned by an unlocked anvil account.
+pub struct World {
+    pub anvil: Anvil,
+    pub rpc: RpcClient,
+    pub infra: Infra,
+    pub cluster: Address,
+    pub registry: Address,
+    pub registry_owner: Address,
+    pub a: (Address, B256),
+    pub b: (Address, B256),
+    pub tmp: tempfile::TempDir,
+    tees: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub async fn world() -> World {
+    let artifacts = Artifacts::new(format!("{}/../../artifacts", env!("CARGO_MANIFEST_DIR")));
+    let anvil = anvil().await;
+    let rpc = RpcClient::new(&anvil.url).unwrap();
+    let accounts = rpc.accounts().await.unwrap();
+    let (deployer, owner, submitter) = (accounts[0], accounts[1], accounts[2]);
+    let infra = deploy::deploy_infra(&rpc, deployer, &artifacts, ENTRY_POINT_V07)
+        .await
+        .unwrap();
+    let cidr = MeshCidr::new(0x0a0d_0000, 16).unwrap();
+    let args = ClusterInitArgs {
+        clusterOwner: owner,
+        meshCidrIp: cidr.ip(),
+        meshPrefix: cidr.prefix(),
+        memberFactory: infra.member_factory,
+        kmsRoots: vec![kms::DEV_KMS_ROOT_ADDRESS],
+        composeHashes: vec![],
+        devices: vec![],
+        appIds: vec![],
+        allowAnyDevice: true,
+        requireTcbUpToDate: false,
+    };
+    let cluster = deploy::deploy_cluster(&rpc, deployer, &infra, args, B256::repeat_byte(1))
+        .await
+        .unwrap();
+    let mut ctor = vec![0u8; 12];
+    ctor.extend_from_slice(owner.as_slice());
+    let registry = deploy::deploy(&rpc, deployer, &artifacts, "IndexerRegistry", &ctor)
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tees = Vec::new();
+    let mut members = Vec::new();
+    for (i, salt) in [2u8, 3].iter().enumerate() {
+        let m = deploy::deploy_member(&rpc, deployer, &infra, cluster, B256::repeat_byte(*salt))
+            .await
+            .unwrap();
+        let sock = tmp.path().join(format!("m{i}.sock"));
+        tees.push(devtee(&sock, m).await);
+        let att = DstackAttestor::new(GuestAgentClient::new(&sock));
+        let derived = att.derive_keys().await.unwrap();
+        let call = att.registration_call(&derived, cluster, m).unwrap();
+        assert!(
+            rpc.transact(submitter, Some(cluster), &call)
+                .await
+                .unwrap()
+                .success
+        );
+        rpc.call::<serde_json::Value>("anvil_impersonateAccount", serde_json::json!([m]))
+            .await
+            .unwrap();
+        rpc.call::<serde_json::Value>(
+            "anvil_setBalance",
+            serde_json::json!([m, "0x56BC75E2D63100000"]),
+        )
+        .await
+        .unwrap();
+        members.push((m, member_id(cluster, m, DSTACK_ATTESTOR_ID)));
+    }
+    World {
+        anvil,
+        rpc,
+        infra,
+        cluster,
+        registry,
+        registry_owner: owner,
+        a: members[0],
+        b: members[1],
+        tmp,
+        tees,
+    }
+}
+
+impl World {
+    pub fn url(&self) -> String {
+        self.anvil.url.clone()
+    }
+
+    /// `IndexerRegistry.setIndexer` from the owner. Explicit gas: the node's estimate is exact
+    /// for the estimating block, but `updatedAt = block.timestamp` costs an extra ~2.8k gas
+    /// when the transaction lands in a later second than the previous update (a no-op SSTORE
+    /// in the estimate, a real one when mined) — an out-of-gas revert with no data otherwise.
+    pub async fn set_registry(&self, endpoint: &str, pubkey: B256) {
+        let data = registry::set_indexer_calldata(endpoint, devtee::default_compose_hash(), pubkey);
+        let hash: B256 = self
+            .rpc
+            .call(
+                "eth_sendTransaction",
+                serde_json::json!([{
+                    "from": self.registry_owner,
+                    "to": self.registry,
+                    "input": alloy_primitives::Bytes::from(data),
+                    "gas": "0x7a120",
+                }]),
+            )
+            .await
+            .unwrap();
+        let r = self
+            .rpc
+            .wait_receipt(hash, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(r.success, "setIndexer reverted");
+    }
+
+    /// A sends a sealed message to B; returns its block.
+    pub async fn send_a_to_b(&self, env: u8) -> u64 {
+        let call = IMessageFacet::sendCall {
+            recipientMemberId: self.b.1,
+            envelopeId: B256::repeat_byte(env),
+            ciphertext: vec![env; 64].into(),
+        };
+        self.rpc
+            .transact(self.a.0, Some(self.cluster), &call.abi_encode())
+            .await
+            .unwrap()
+            .block_number
+    }
+
+    /// The MessageSent logs to B in `[from, to]`, as the agent's follower would read them.
+    pub async fn messages_to_b(&self, from: u64, to: u64) -> Vec<RpcLog> {
+        messages_to(&self.rpc, self.cluster, self.b.1, from, to)
+            .await
+            .unwrap()
+    }
+
+    /// A real Indexer with its own devtee (`app` picks its TEE identity, hence its key).
+    pub async fn indexer(&self, app: u8, name: &str, grpc: Option<SocketAddr>) -> Running {
+        let sock = self.tmp.path().join(format!("{name}.sock"));
+        let tee = if sock.exists() {
+            None
+        } else {
+            Some(devtee(&sock, Address::repeat_byte(app)).await)
+        };
+        let mut cfg = Config::new(
+            self.url(),
+            self.infra.diamond_factory,
+            self.tmp.path().join(format!("{name}-state")),
+            sock,
+        );
+        cfg.poll_interval = Duration::from_millis(20);
+        if let Some(g) = grpc {
+            cfg.grpc_listen = g;
+        }
+        start_indexer(cfg, tee).await
+    }
+
+    pub fn intake_config(&self) -> IntakeConfig {
+        let mut c = IntakeConfig::new(self.url(), self.registry, self.cluster, self.b.1);
+        c.allow_simulated_quotes = true;
+        c.backoff_base = Duration::from_millis(50);
+        c.backoff_max = Duration::from_millis(400);
+        c.registry_refresh = Duration::from_millis(200);
+        c
+    }
+}
+
+/// `eth_getLogs` for MessageSent to `member` — the agent follower's query.
+pub async fn messages_to(
+    rpc: &RpcClient,
+    cluster: Address,
+    member: B256,
+    from: u64,
+    to: u64,
+) -> Result<Vec<RpcLog>, attestmesh_chain::rpc::RpcError> {
+    rpc.call(
+        "eth_getLogs",
+        serde_json::json!([{
+            "fromBlock": format!("{from:#x}"),
+            "toBlock": format!("{to:#x}"),
+            "address": cluster,
+            "topics": [message_sent_topic(), null, member],
+        }]),
+    )
+    .await
+}
+
+pub struct Running {
+    pub grpc: String,
+    pub grpc_addr: SocketAddr,
+    pub pubkey: B256,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    tee: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub async fn start_indexer(cfg: Config, tee: Option<tokio::sync::oneshot::Sender<()>>) -> Running {
+    let ix = Indexer::bind(cfg).await.unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let (grpc_addr, pubkey) = (ix.grpc_addr, ix.pubkey());
+    let task = tokio::spawn(async move {
+        ix.run(async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running {
+        grpc: format!("http://{grpc_addr}"),
+        grpc_addr,
+        pubkey,
+        stop,
+        task,
+        tee,
+    }
+}
+
+impl Running {
+    /// Stops the Indexer (its devtee keeps running so a restart re-derives the same key).
+    pub async fn shutdown(self) -> Option<tokio::sync::oneshot::Sender<()>> {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap();
+        self.tee
+    }
+}
+
+/// A running intake and what it hands the agent.
+pub struct RunningIntake {
+    pub stats: Arc<IntakeStats>,
+    pub wakes: mpsc::Receiver<WakeUp>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub fn start_intake(cfg: IntakeConfig) -> RunningIntake {
+    let intake = Intake::new(cfg).unwrap();
+    let stats = intake.stats();
+    let (tx, wakes) = mpsc::channel(64);
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        intake
+            .run(
+                async move {
+                    let _ = rx.await;
+                },
+                tx,
+            )
+            .await
+            .unwrap();
+    });
+    RunningIntake {
+        stats,
+        wakes,
+        stop,
+        task,
+    }
+}
+
+impl RunningIntake {
+    pub async fn next_wake(&mut self, within: Duration) -> Option<WakeUp> {
+        tokio::time::timeout(within, self.wakes.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    pub fn get(&self, f: impl Fn(&IntakeStats) -> &AtomicU64) -> u64 {
+        f(&self.stats).load(Ordering::Relaxed)
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `within` passes.
+pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scriptable malicious Indexer: a real tonic server on loopback serving whatever pushes the test
+// hands it (then holding the stream open, so any teardown is the intake's doing).
+
+pub type Script = Arc<dyn Fn(&pb::Hello) -> Vec<pb::Push> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct EvilIndexer {
+    pub script: Arc<Mutex<Script>>,
+    pub subscribes: Arc<AtomicU64>,
+    pub hellos: Arc<Mutex<Vec<pb::Hello>>>,
+}
+
+type BoxStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Push, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::indexer_server::Indexer for EvilIndexer {
+    type SubscribeStream = BoxStream;
+    async fn subscribe(
+        &self,
+        req: tonic::Request<pb::Hello>,
+    ) -> Result<tonic::Response<BoxStream>, tonic::Status> {
+        let hello = req.into_inner();
+        self.subscribes.fetch_add(1, Ordering::Relaxed);
+        let script = self.script.lock().unwrap().clone();
+        let pushes = script(&hello);
+        self.hellos.lock().unwrap().push(hello);
+        let s = tokio_stream::StreamExt::chain(
+            tokio_stream::iter(pushes.into_iter().map(Ok)),
+            tokio_stream::pending(),
+        );
+        Ok(tonic::Response::new(Box::pin(s)))
+    }
+}
+
+/// Starts the malicious server; returns it and its endpoint.
+pub async fn evil_indexer(script: Script) -> (EvilIndexer, String) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let svc = EvilIndexer {
+        script: Arc::new(Mutex::new(script)),
+        subscribes: Arc::new(AtomicU64::new(0)),
+        hellos: Arc::new(Mutex::new(Vec::new())),
+    };
+    let s2 = svc.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(pb::indexer_server::IndexerServer::new(s2))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l))
+            .await
+            .unwrap();
+    });
+    (svc, format!("http://{addr}"))
+}
+
+/// A devtee-format quote binding `pk` with the default compose hash (what a devtee-run Indexer
+/// holding `pk` would present).
+pub fn simulated_attestation(pk: &B256) -> pb::Attestation {
+    let mut q = devtee::SIMULATED_QUOTE_MAGIC.to_vec();
+    q.extend_from_slice(Address::repeat_byte(0x1d).as_slice());
+    q.extend_from_slice(devtee::default_compose_hash().as_slice());
+    q.extend_from_slice(&attestation_report_data(pk));
+    pb::Attestation {
+        quote: q,
+        event_log: String::new(),
+    }
+}
+
+/// The body of a real log, with the canonical repro stub.
+pub fn body_of(l: &RpcLog) -> PushBody {
+    PushBody {
+        cluster: l.address,
+        block_number: l.block_number.to(),
+        block_hash: l.block_hash,
+        tx_hash: l.transaction_hash,
+        log_index: l.log_index.to(),
+        address: l.address,
+        topics: l.topics.clone(),
+        data: l.data.to_vec(),
+        repro_method: REPRO_METHOD.to_string(),
+        repro_params_json: repro_params_json(l.address, l.block_hash, &l.topics),
+    }
+}
+
+/// The wire form of `b` with signature `sig`.
+pub fn to_wire(b: &PushBody, sig: &[u8]) -> pb::Push {
+    pb::Push {
+        cluster: b.cluster.to_vec(),
+        block_number: b.block_number,
+        block_hash: b.block_hash.to_vec(),
+        tx_hash: b.tx_hash.to_vec(),
+        log_index: b.log_index,
+        event: Some(pb::Log {
+            address: b.address.to_vec(),
+            topics: b.topics.iter().map(|t| t.to_vec()).collect(),
+            data: b.data.clone(),
+        }),
+        repro: Some(pb::Repro {
+            method: b.repro_method.clone(),
+            params_json: b.repro_params_json.clone(),
+        }),
+        signature: sig.to_vec(),
+        attestation: None,
+    }
+}
+
+/// Signs `b` with `key` and attaches the attestation (first push of a session).
+pub fn signed_first(b: &PushBody, key: &Ed25519Secret) -> pb::Push {
+    let mut p = to_wire(b, &b.sign(key).unwrap());
+    p.attestation = Some(simulated_attestation(&key.public()));
+    p
+}
+
+pub fn log_block(l: &RpcLog) -> u64 {
+    l.block_number.to::<u64>()
+}
+
+pub fn u64_of(v: U64) -> u64 {
+    v.to()
+}
+
+pub fn tmp_path(w: &World, name: &str) -> PathBuf {
+    w.tmp.path().join(name)
+}
+
+// ---------------------------------------------------------------------------------------------
+// MODEL of the agent's chain follower. The real one lives in crates/node (another engineer's);
+// this stand-in does exactly what DESIGN §9.1/§9.2 ask of it and nothing more: poll eth_getLogs
+// for MessageSent to one member from a cursor every `interval`, and poll immediately (up to the
+// pushed block) when the intake delivers a WakeUp. Each event is reported once, with when and
+// why it was seen.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Wake,
+    Poll,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub block: u64,
+    pub at: Instant,
+    pub via: Via,
+}
+
+pub async fn model_agent_poller(
+    rpc_url: String,
+    cluster: Address,
+    member: B256,
+    interval: Duration,
+    mut wakes: Option<mpsc::Receiver<WakeUp>>,
+) -> mpsc::Receiver<Seen> {
+    let rpc = RpcClient::new(&rpc_url).unwrap();
+    let mut cursor = rpc.block_number().await.unwrap() + 1;
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let (to, via) = tokio::select! {
+                _ = tick.tick() => match rpc.block_number().await {
+                    Ok(h) => (h, Via::Poll),
+                    Err(_) => continue,
+                },
+                w = async { match wakes.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => match w {
+                    Some(w) => (w.block_number, Via::Wake),
+                    None => { wakes = None; continue; }
+                },
+            };
+            if to < cursor {
+                continue;
+            }
+            let Ok(logs) = messages_to(&rpc, cluster, member, cursor, to).await else {
+                continue;
+            };
+            let at = Instant::now();
+            for l in &logs {
+                if tx
+                    .send(Seen {
+                        block: log_block(l),
+                        at,
+                        via,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            cursor = to + 1;
+        }
+    });
+    rx
+}

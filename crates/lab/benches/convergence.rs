@@ -1,0 +1,2 @@
+//! Devnet convergence benchmark (placeholder while the harness is written).
+fn main() {}

@@ -1,0 +1,159 @@
+//! `<dir>/devnet.json`: everything `status`, `down` and the tests need to find a running devnet
+//! again from another process. Written after every step of `up` (atomically: temp file, fsync,
+//! rename), so a devnet that failed half-way can still be torn down completely.
+
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use alloy_primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
+
+use super::DevnetError;
+
+/// The state file's name inside the devnet directory.
+pub const STATE_FILE: &str = "devnet.json";
+
+/// One detached process and how to start it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcRecord {
+    pub name: String,
+    pub ns: String,
+    /// Process-group leader (pgid = pid).
+    pub pid: u32,
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    pub log: PathBuf,
+}
+
+/// The deployed contracts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contracts {
+    pub entry_point: Address,
+    pub cluster_diamond_factory: Address,
+    pub cluster_member_factory: Address,
+    pub cluster_init: Address,
+    pub sponsor_paymaster: Address,
+    pub indexer_registry: Option<Address>,
+    pub cluster: Address,
+}
+
+/// One node: its namespace, its link, its member contract and its processes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub index: usize,
+    pub ns: String,
+    /// The node's underlay address on its link to the gateway namespace.
+    pub addr: Ipv4Addr,
+    /// The gateway namespace's address on that link.
+    pub gw_addr: Ipv4Addr,
+    pub gw_if: String,
+    pub node_if: String,
+    pub member_contract: Address,
+    pub member_id: B256,
+    /// The mesh interface name (unique across namespaces: the WireGuard UAPI socket lives in
+    /// the shared /var/run/wireguard).
+    pub interface: String,
+    pub dstack_socket: PathBuf,
+    pub agent_socket: PathBuf,
+    pub state_dir: PathBuf,
+    /// `HEALTH_ADDR` inside the node's namespace.
+    pub health_addr: String,
+    pub devtee: Option<ProcRecord>,
+    pub agent: Option<ProcRecord>,
+}
+
+impl NodeRecord {
+    pub fn health_url(&self) -> String {
+        format!("http://{}/healthz", self.health_addr)
+    }
+}
+
+/// The whole devnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevnetState {
+    /// Prefix of every namespace and interface this devnet made (`amd<k>`).
+    pub prefix: String,
+    pub dir: PathBuf,
+    pub repo: PathBuf,
+    /// The `attestmesh` binary the services run.
+    pub exe: PathBuf,
+    pub gw_ns: String,
+    /// Host end of the host ↔ gateway-namespace link, and both addresses.
+    pub host_if: String,
+    pub host_addr: Ipv4Addr,
+    /// The gateway namespace's "internet" address: every service listens there, reachable
+    /// from the host over the host link and from every node through its default route.
+    pub services_addr: Ipv4Addr,
+    pub chain_id: u64,
+    pub block_time: u64,
+    pub rpc_url: String,
+    pub bundler_url: Option<String>,
+    pub sponsor_url: Option<String>,
+    pub indexer_url: Option<String>,
+    pub gateway_domain: String,
+    pub gateway_port: u16,
+    /// Node slots the gateway has routes for (initial nodes plus spares for later joins).
+    pub gateway_slots: usize,
+    pub heartbeat_interval_ms: u64,
+    pub poll_interval_ms: u64,
+    /// The funded account everything was deployed from (anvil's first dev account).
+    pub deployer: Address,
+    pub contracts: Contracts,
+    /// Long-running services in the gateway namespace (anvil, sponsor, alto, indexer, gateway).
+    pub services: Vec<ProcRecord>,
+    pub nodes: Vec<NodeRecord>,
+    /// Notes about skipped optional parts (e.g. no Indexer).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Agents started → all healthy, for the last `up` that waited for it.
+    pub convergence_ms: Option<u64>,
+}
+
+impl DevnetState {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(STATE_FILE)
+    }
+
+    /// Reads `<dir>/devnet.json`; `Ok(None)` when there is none.
+    pub fn load(dir: &Path) -> Result<Option<Self>, DevnetError> {
+        let path = Self::path(dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| DevnetError::State(format!("{}: {e}", path.display())))
+    }
+
+    /// Atomic replace: a reader (`status` in another shell) never sees a torn file.
+    pub fn save(&self) -> Result<(), DevnetError> {
+        let path = Self::path(&self.dir);
+        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp"));
+        let text = serde_json::to_vec_pretty(self)
+            .map_err(|e| DevnetError::State(format!("encoding state: {e}")))?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Every process record: services, then devtees and agents.
+    pub fn all_procs(&self) -> Vec<&ProcRecord> {
+        let mut v: Vec<&ProcRecord> = self.services.iter().collect();
+        for n in &self.nodes {
+            v.extend(n.agent.iter());
+            v.extend(n.devtee.iter());
+        }
+        v
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ProcRecord> {
+        self.services.iter().find(|p| p.name == name)
+    }
+}

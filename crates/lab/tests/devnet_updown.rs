@@ -1,0 +1,129 @@
+//! Devnet lab tests (root): `devnet up` with 3 nodes reaches all-healthy, `status --json` tells
+//! scripts everything they need, `down` leaves no process, namespace, interface or directory,
+//! and without root the command says what it needs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod devnet_common;
+
+use std::process::Command;
+
+use attestmesh_lab::devnet;
+use devnet_common::{SERIAL, prerequisites, up};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_reach_healthy_and_down_leaves_nothing() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(exe) = prerequisites(true) else {
+        return;
+    };
+    let t = up(exe.clone(), 3, true).await;
+    let conv = t.dn.state.convergence_ms.expect("convergence measured");
+    eprintln!("converged in {conv} ms");
+
+    // The CLI's status --json, from another process, as a script would use it.
+    let out = Command::new(&exe)
+        .args(["devnet", "status", "--json", "--dir"])
+        .arg(&t.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(st["rpc_url"].as_str().unwrap().starts_with("http://"));
+    assert_eq!(st["cluster"], st["contracts"]["cluster"]);
+    for k in [
+        "entry_point",
+        "cluster_diamond_factory",
+        "cluster_member_factory",
+        "sponsor_paymaster",
+    ] {
+        assert!(
+            st["contracts"][k].as_str().unwrap().starts_with("0x"),
+            "{k}"
+        );
+    }
+    let nodes = st["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    let mut ips = std::collections::HashSet::new();
+    for n in nodes {
+        assert_eq!(n["phase"], "healthy", "{n}");
+        assert_eq!(n["healthy"], true);
+        assert_eq!(n["live_peers"], 2, "{n}");
+        assert!(
+            n["namespace"]
+                .as_str()
+                .unwrap()
+                .starts_with(&t.dn.state.prefix)
+        );
+        assert!(n["member_id"].as_str().unwrap().len() == 66);
+        assert!(n["health_url"].as_str().unwrap().ends_with("/healthz"));
+        assert!(std::path::Path::new(n["app_socket"].as_str().unwrap()).exists());
+        ips.insert(n["mesh_ip"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ips.len(), 3, "distinct mesh IPs");
+    // The readable table names every node and its phase.
+    let out = Command::new(&exe)
+        .args(["devnet", "status", "--dir"])
+        .arg(&t.dir)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(table.matches("healthy").count(), 3, "{table}");
+
+    let pids: Vec<u32> = t.dn.state.all_procs().iter().map(|p| p.pid).collect();
+    let prefix = t.dn.state.prefix.clone();
+    let dir = t.dir.clone();
+    // `down` through the CLI, twice: the second finds nothing and still succeeds.
+    for _ in 0..2 {
+        let out = Command::new(&exe)
+            .args(["devnet", "down", "--dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let left: Vec<String> = devnet::leftovers()
+        .into_iter()
+        .filter(|n| {
+            n.starts_with(&prefix) && n[prefix.len()..].starts_with(|c: char| !c.is_ascii_digit())
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let running: Vec<u32> = pids.into_iter().filter(|p| devnet::alive(*p)).collect();
+    assert!(running.is_empty(), "processes still running: {running:?}");
+    assert!(!dir.exists(), "devnet directory still there");
+    drop(t);
+}
+
+#[test]
+fn without_root_it_says_what_it_needs() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(exe) = prerequisites(false) else {
+        return;
+    };
+    // Drop to `nobody` (util-linux setpriv) and try.
+    let Ok(out) = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["devnet", "up", "--dir", "/tmp/amdn-noroot"])
+        .output()
+    else {
+        eprintln!("skipped: no setpriv");
+        return;
+    };
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs root"), "{err}");
+    assert!(
+        err.contains("network namespaces") && err.contains("/dev/net/tun"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new("/tmp/amdn-noroot").exists());
+}

@@ -1,0 +1,574 @@
+//! The agent's configuration: flags with environment-variable twins (DESIGN §11).
+//!
+//! clap rejects what does not parse (naming the flag); [`NodeArgs::validate`] then checks what
+//! parses but cannot work (a port used twice, a relative socket path, an interval of zero) and
+//! fails with a message naming the environment variable, so an operator reading a container log
+//! knows which setting to fix before anything touches the TEE or the chain.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy_primitives::Address;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, for log shippers.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Every setting of `attestmesh node`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// Unix socket of the dstack guest agent (or devtee).
+    #[arg(long, env = "DSTACK_SOCKET", default_value = "/var/run/dstack.sock")]
+    pub dstack_socket: PathBuf,
+
+    /// Chain JSON-RPC endpoint (http://host:port[/path]).
+    #[arg(long, env = "RPC_URL")]
+    pub rpc_url: String,
+
+    /// ERC-4337 bundler JSON-RPC endpoint.
+    #[arg(long, env = "BUNDLER_URL")]
+    pub bundler_url: String,
+
+    /// ERC-7677 paymaster endpoint; defaults to the bundler URL (hosted bundlers serve both).
+    #[arg(long, env = "PAYMASTER_URL")]
+    pub paymaster_url: Option<String>,
+
+    /// Chain id; checked against the RPC's eth_chainId at boot.
+    #[arg(long, env = "CHAIN_ID")]
+    pub chain_id: u64,
+
+    /// EntryPoint v0.7.
+    #[arg(
+        long,
+        env = "ENTRY_POINT",
+        default_value = "0x0000000071727De22E5E9d8BAf0edAc6f37da032"
+    )]
+    pub entry_point: Address,
+
+    /// Gateway domain: peers are reached at `<app id>-<WG_TCP_PORT>s.<GATEWAY_DOMAIN>`.
+    #[arg(long, env = "GATEWAY_DOMAIN")]
+    pub gateway_domain: String,
+
+    /// Dial this address instead of `<peer host>:443`, keeping the SNI (local runs, no DNS).
+    #[arg(long, env = "GATEWAY_CONNECT")]
+    pub gateway_connect: Option<SocketAddr>,
+
+    /// TLS ingress port of the WireGuard-over-TCP bridge.
+    #[arg(long, env = "WG_TCP_PORT", default_value_t = 51900)]
+    pub wg_tcp_port: u16,
+
+    /// WireGuard UDP listen port.
+    #[arg(long, env = "WG_LISTEN_PORT", default_value_t = 51821)]
+    pub wg_listen_port: u16,
+
+    /// Heartbeat UDP port on the mesh IP (the same on every node).
+    #[arg(long, env = "HEARTBEAT_PORT", default_value_t = 51820)]
+    pub heartbeat_port: u16,
+
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, env = "HEARTBEAT_INTERVAL_MS", default_value_t = 2000)]
+    pub heartbeat_interval_ms: u64,
+
+    /// PeerControl gRPC port on the mesh IP (the same on every node).
+    #[arg(long, env = "PEER_CONTROL_PORT", default_value_t = 50051)]
+    pub peer_control_port: u16,
+
+    /// App API unix socket (created with mode 0600).
+    #[arg(
+        long,
+        env = "AGENT_SOCKET",
+        default_value = "/var/run/attestmesh/agent.sock"
+    )]
+    pub agent_socket: PathBuf,
+
+    /// Address of the HTTP health, metrics and attestation endpoints.
+    #[arg(long, env = "HEALTH_ADDR", default_value = "127.0.0.1:9090")]
+    pub health_addr: SocketAddr,
+
+    /// State directory (mode 0700) for the CSK cache and follower cursor; none = stateless.
+    #[arg(long, env = "STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Name of the mesh interface.
+    #[arg(long, env = "INTERFACE", default_value = "attestmesh0")]
+    pub interface: String,
+
+    /// Chain-follower poll interval in milliseconds.
+    #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 10_000)]
+    pub poll_interval_ms: u64,
+
+    /// Blocks an event must be buried under before the agent acts on it.
+    #[arg(long, env = "CONFIRMATIONS", default_value_t = 0)]
+    pub confirmations: u64,
+
+    /// IndexerRegistry contract; none = chain polling only.
+    #[arg(long, env = "INDEXER_REGISTRY")]
+    pub indexer_registry: Option<Address>,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+/// A setting that parsed but cannot work. The first field names the environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+fn bad(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+/// Largest confirmation depth accepted: deeper than any real reorg, shallow enough to be a typo
+/// guard (a node waiting 10 000 blocks would look dead).
+pub const MAX_CONFIRMATIONS: u64 = 1024;
+/// Heartbeat interval bounds: below 100 ms floods the mesh, above 60 s makes failure detection
+/// (3 intervals) useless.
+pub const HEARTBEAT_INTERVAL_RANGE_MS: (u64, u64) = (100, 60_000);
+/// Poll interval bounds: below 100 ms hammers the RPC, above 10 minutes defeats "always poll".
+pub const POLL_INTERVAL_RANGE_MS: (u64, u64) = (100, 600_000);
+
+/// Validated configuration, what the runtime consumes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dstack_socket: PathBuf,
+    pub rpc_url: String,
+    pub bundler_url: String,
+    pub paymaster_url: String,
+    pub chain_id: u64,
+    pub entry_point: Address,
+    pub gateway_domain: String,
+    pub gateway_connect: Option<SocketAddr>,
+    pub wg_tcp_port: u16,
+    pub wg_listen_port: u16,
+    pub heartbeat_port: u16,
+    pub heartbeat_interval: Duration,
+    pub peer_control_port: u16,
+    pub agent_socket: PathBuf,
+    pub health_addr: SocketAddr,
+    pub state_dir: Option<PathBuf>,
+    pub interface: String,
+    pub poll_interval: Duration,
+    pub confirmations: u64,
+    pub indexer_registry: Option<Address>,
+    pub log_format: LogFormat,
+}
+
+fn check_http_url(setting: &'static str, url: &str) -> Result<(), ConfigError> {
+    // The chain crate's client speaks plain HTTP/1.1; reject what it cannot dial now rather than
+    // at the first call minutes into boot.
+    attestmesh_chain::rpc::RpcClient::new(url)
+        .map(|_| ())
+        .map_err(|_| {
+            bad(
+                setting,
+                format!("{url:?} is not of the form http://host:port[/path]"),
+            )
+        })
+}
+
+/// A DNS name usable as a TLS SNI: dot-separated labels of [a-z0-9-], no leading/trailing hyphen.
+fn check_domain(domain: &str) -> Result<(), ConfigError> {
+    let ok = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "GATEWAY_DOMAIN",
+            format!("{domain:?} is not a DNS name (labels of letters, digits and '-')"),
+        ))
+    }
+}
+
+impl NodeArgs {
+    /// Checks every setting; the first problem wins and names its environment variable.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        check_http_url("RPC_URL", &self.rpc_url)?;
+        check_http_url("BUNDLER_URL", &self.bundler_url)?;
+        if let Some(p) = &self.paymaster_url {
+            check_http_url("PAYMASTER_URL", p)?;
+        }
+        if self.chain_id == 0 {
+            return Err(bad("CHAIN_ID", "must be a non-zero chain id"));
+        }
+        if self.entry_point.is_zero() {
+            return Err(bad("ENTRY_POINT", "must not be the zero address"));
+        }
+        check_domain(&self.gateway_domain)?;
+        if self.heartbeat_port == 0 {
+            return Err(bad(
+                "HEARTBEAT_PORT",
+                "must be non-zero: peers send heartbeats to this fixed port",
+            ));
+        }
+        if self.peer_control_port == 0 {
+            return Err(bad(
+                "PEER_CONTROL_PORT",
+                "must be non-zero: peers dial this fixed port for the CSK",
+            ));
+        }
+        if self.wg_tcp_port == 0 {
+            return Err(bad(
+                "WG_TCP_PORT",
+                "must be non-zero: it is part of every peer's gateway host name",
+            ));
+        }
+        if self.wg_listen_port != 0 && self.wg_listen_port == self.heartbeat_port {
+            return Err(bad(
+                "WG_LISTEN_PORT",
+                format!(
+                    "{} is also HEARTBEAT_PORT; WireGuard and heartbeats need distinct UDP ports",
+                    self.wg_listen_port
+                ),
+            ));
+        }
+        if self.wg_tcp_port == self.peer_control_port {
+            return Err(bad(
+                "PEER_CONTROL_PORT",
+                format!("{} is also WG_TCP_PORT", self.peer_control_port),
+            ));
+        }
+        let (lo, hi) = HEARTBEAT_INTERVAL_RANGE_MS;
+        if !(lo..=hi).contains(&self.heartbeat_interval_ms) {
+            return Err(bad(
+                "HEARTBEAT_INTERVAL_MS",
+                format!("{} is outside {lo}..={hi}", self.heartbeat_interval_ms),
+            ));
+        }
+        let (lo, hi) = POLL_INTERVAL_RANGE_MS;
+        if !(lo..=hi).contains(&self.poll_interval_ms) {
+            return Err(bad(
+                "POLL_INTERVAL_MS",
+                format!("{} is outside {lo}..={hi}", self.poll_interval_ms),
+            ));
+        }
+        if self.confirmations > MAX_CONFIRMATIONS {
+            return Err(bad(
+                "CONFIRMATIONS",
+                format!("{} exceeds {MAX_CONFIRMATIONS}", self.confirmations),
+            ));
+        }
+        if !self.agent_socket.is_absolute() || self.agent_socket.file_name().is_none() {
+            return Err(bad(
+                "AGENT_SOCKET",
+                format!(
+                    "{} must be an absolute file path",
+                    self.agent_socket.display()
+                ),
+            ));
+        }
+        // sockaddr_un holds 108 bytes including the terminating NUL.
+        if self.agent_socket.as_os_str().len() > 107 {
+            return Err(bad(
+                "AGENT_SOCKET",
+                "path longer than 107 bytes cannot be a unix socket",
+            ));
+        }
+        if !self.dstack_socket.is_absolute() {
+            return Err(bad(
+                "DSTACK_SOCKET",
+                format!("{} must be an absolute path", self.dstack_socket.display()),
+            ));
+        }
+        if let Some(d) = &self.state_dir
+            && !d.is_absolute()
+        {
+            return Err(bad(
+                "STATE_DIR",
+                format!("{} must be an absolute path", d.display()),
+            ));
+        }
+        let iface_ok = !self.interface.is_empty()
+            && self.interface.len() <= 15
+            && self
+                .interface
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if !iface_ok {
+            return Err(bad(
+                "INTERFACE",
+                format!(
+                    "{:?}: 1 to 15 bytes of letters, digits, '_', '-', '.'",
+                    self.interface
+                ),
+            ));
+        }
+        if self.indexer_registry.is_some_and(|r| r.is_zero()) {
+            return Err(bad("INDEXER_REGISTRY", "must not be the zero address"));
+        }
+        Ok(Config {
+            paymaster_url: self
+                .paymaster_url
+                .clone()
+                .unwrap_or_else(|| self.bundler_url.clone()),
+            dstack_socket: self.dstack_socket,
+            rpc_url: self.rpc_url,
+            bundler_url: self.bundler_url,
+            chain_id: self.chain_id,
+            entry_point: self.entry_point,
+            gateway_domain: self.gateway_domain.to_ascii_lowercase(),
+            gateway_connect: self.gateway_connect,
+            wg_tcp_port: self.wg_tcp_port,
+            wg_listen_port: self.wg_listen_port,
+            heartbeat_port: self.heartbeat_port,
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+            peer_control_port: self.peer_control_port,
+            agent_socket: self.agent_socket,
+            health_addr: self.health_addr,
+            state_dir: self.state_dir,
+            interface: self.interface,
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            confirmations: self.confirmations,
+            indexer_registry: self.indexer_registry,
+            log_format: self.log_format,
+        })
+    }
+}
+
+impl Config {
+    /// The gateway host a member is reached at (DESIGN §6.1): the `s` suffix selects the
+    /// gateway's TLS-passthrough route.
+    pub fn gateway_host(&self, member_contract: Address) -> String {
+        gateway_host(member_contract, self.wg_tcp_port, &self.gateway_domain)
+    }
+}
+
+/// `<lowercase app id, no 0x>-<port>s.<domain>`.
+pub fn gateway_host(member_contract: Address, wg_tcp_port: u16, domain: &str) -> String {
+    format!(
+        "{}-{wg_tcp_port}s.{domain}",
+        alloy_primitives::hex::encode(member_contract.as_slice())
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: NodeArgs,
+    }
+
+    const BASE: &[&str] = &[
+        "node",
+        "--rpc-url",
+        "http://127.0.0.1:8545",
+        "--bundler-url",
+        "http://127.0.0.1:4337",
+        "--chain-id",
+        "31337",
+        "--gateway-domain",
+        "Mesh.Example",
+    ];
+
+    fn parse(extra: &[&str]) -> Result<NodeArgs, clap::Error> {
+        // Flags given in `extra` replace the base value (clap refuses a flag given twice).
+        let mut v: Vec<&str> = vec![BASE[0]];
+        for pair in BASE[1..].chunks(2) {
+            if !extra.iter().any(|e| e.split('=').next() == Some(pair[0])) {
+                v.extend_from_slice(pair);
+            }
+        }
+        v.extend_from_slice(extra);
+        Cli::try_parse_from(v).map(|c| c.args)
+    }
+
+    fn err(extra: &[&str]) -> ConfigError {
+        parse(extra).unwrap().validate().unwrap_err()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = parse(&[]).unwrap().validate().unwrap();
+        assert_eq!(c.wg_tcp_port, 51900);
+        assert_eq!(c.wg_listen_port, 51821);
+        assert_eq!(c.heartbeat_port, 51820);
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(2000));
+        assert_eq!(c.peer_control_port, 50051);
+        assert_eq!(
+            c.agent_socket,
+            PathBuf::from("/var/run/attestmesh/agent.sock")
+        );
+        assert_eq!(c.health_addr, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(c.interface, "attestmesh0");
+        assert_eq!(c.poll_interval, Duration::from_secs(10));
+        assert_eq!(c.confirmations, 0);
+        assert_eq!(c.state_dir, None);
+        assert_eq!(c.indexer_registry, None);
+        assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.paymaster_url, "http://127.0.0.1:4337");
+        assert_eq!(c.gateway_domain, "mesh.example");
+        assert_eq!(c.entry_point, attestmesh_core::userop::ENTRY_POINT_V07);
+    }
+
+    #[test]
+    fn missing_required_settings_are_named() {
+        let e = Cli::try_parse_from(["node"]).unwrap_err().to_string();
+        assert!(e.contains("--rpc-url"), "{e}");
+        let e = Cli::try_parse_from(["node", "--rpc-url", "http://a:1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--bundler-url"), "{e}");
+    }
+
+    #[test]
+    fn malformed_values_are_named_by_clap() {
+        let e = parse(&["--chain-id", "x"]).unwrap_err().to_string();
+        assert!(e.contains("--chain-id"), "{e}");
+        let e = parse(&["--gateway-connect", "nope"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--gateway-connect"), "{e}");
+        let e = parse(&["--entry-point", "0x12"]).unwrap_err().to_string();
+        assert!(e.contains("--entry-point"), "{e}");
+        let e = parse(&["--log-format", "xml"]).unwrap_err().to_string();
+        assert!(e.contains("--log-format"), "{e}");
+        let e = parse(&["--health-addr", "9090"]).unwrap_err().to_string();
+        assert!(e.contains("--health-addr"), "{e}");
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(err(&["--rpc-url", "https://x:1"]).setting, "RPC_URL");
+        assert_eq!(err(&["--bundler-url", "localhost"]).setting, "BUNDLER_URL");
+        assert_eq!(
+            err(&["--paymaster-url", "ftp://a:1"]).setting,
+            "PAYMASTER_URL"
+        );
+        let c = parse(&["--paymaster-url", "http://p:1"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.paymaster_url, "http://p:1");
+    }
+
+    #[test]
+    fn chain_and_entry_point() {
+        assert_eq!(err(&["--chain-id", "0"]).setting, "CHAIN_ID");
+        assert_eq!(
+            err(&[
+                "--entry-point",
+                "0x0000000000000000000000000000000000000000"
+            ])
+            .setting,
+            "ENTRY_POINT"
+        );
+        assert_eq!(
+            err(&[
+                "--indexer-registry",
+                "0x0000000000000000000000000000000000000000"
+            ])
+            .setting,
+            "INDEXER_REGISTRY"
+        );
+    }
+
+    #[test]
+    fn gateway_domain() {
+        for d in ["", "a..b", "x.-a.b", "a_b.c", "a b"] {
+            let flag = format!("--gateway-domain={d}");
+            assert_eq!(err(&[&flag]).setting, "GATEWAY_DOMAIN", "{d}");
+        }
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(err(&["--heartbeat-port", "0"]).setting, "HEARTBEAT_PORT");
+        assert_eq!(
+            err(&["--peer-control-port", "0"]).setting,
+            "PEER_CONTROL_PORT"
+        );
+        assert_eq!(err(&["--wg-tcp-port", "0"]).setting, "WG_TCP_PORT");
+        assert_eq!(
+            err(&["--wg-listen-port", "51820"]).setting,
+            "WG_LISTEN_PORT"
+        );
+        assert_eq!(
+            err(&["--peer-control-port", "51900"]).setting,
+            "PEER_CONTROL_PORT"
+        );
+        let e = parse(&["--wg-listen-port", "70000"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--wg-listen-port"), "{e}");
+    }
+
+    #[test]
+    fn intervals_and_confirmations() {
+        assert_eq!(
+            err(&["--heartbeat-interval-ms", "0"]).setting,
+            "HEARTBEAT_INTERVAL_MS"
+        );
+        assert_eq!(
+            err(&["--heartbeat-interval-ms", "60001"]).setting,
+            "HEARTBEAT_INTERVAL_MS"
+        );
+        assert_eq!(
+            err(&["--poll-interval-ms", "5"]).setting,
+            "POLL_INTERVAL_MS"
+        );
+        assert_eq!(err(&["--confirmations", "5000"]).setting, "CONFIRMATIONS");
+    }
+
+    #[test]
+    fn paths_and_interface() {
+        assert_eq!(
+            err(&["--agent-socket", "agent.sock"]).setting,
+            "AGENT_SOCKET"
+        );
+        let long = format!("/{}", "a".repeat(120));
+        assert_eq!(err(&["--agent-socket", &long]).setting, "AGENT_SOCKET");
+        assert_eq!(
+            err(&["--dstack-socket", "dstack.sock"]).setting,
+            "DSTACK_SOCKET"
+        );
+        assert_eq!(err(&["--state-dir", "state"]).setting, "STATE_DIR");
+        assert_eq!(err(&["--interface", ""]).setting, "INTERFACE");
+        assert_eq!(
+            err(&["--interface", "a-very-long-interface-name"]).setting,
+            "INTERFACE"
+        );
+        assert_eq!(err(&["--interface", "wg/0"]).setting, "INTERFACE");
+    }
+
+    #[test]
+    fn error_message_names_the_setting() {
+        let e = err(&["--chain-id", "0"]).to_string();
+        assert!(e.starts_with("invalid setting CHAIN_ID:"), "{e}");
+    }
+
+    #[test]
+    fn gateway_host_is_lowercase_no_0x() {
+        let a: Address = "0xAbCdEf0123456789aBcDeF0123456789ABCDEF01"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            gateway_host(a, 51900, "mesh.example"),
+            "abcdef0123456789abcdef0123456789abcdef01-51900s.mesh.example"
+        );
+    }
+}

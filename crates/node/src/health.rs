@@ -1,0 +1,523 @@
+//! HTTP on `HEALTH_ADDR` (DESIGN §11): `/healthz`, `/metrics`, `/attestation`.
+//!
+//! Plain HTTP/1.1 on loopback by default: orchestrators probe `/healthz`, Prometheus scrapes
+//! `/metrics`, and a verifier fetches `/attestation` to check that this member's public keys come
+//! from attested code. Nothing here ever returns a secret.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use alloy_primitives::{B256, hex, keccak256};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::state::Shared;
+
+/// Domain tag of the attestation report data: `keccak256(tag ‖ cluster ‖ member contract ‖
+/// member id ‖ x ‖ wg ‖ ed) ‖ nonce`. A verifier recomputes the first half from chain data and
+/// picks the nonce, so a replayed quote for other keys or an old nonce does not match.
+pub const ATTESTATION_TAG: &[u8] = b"attestmesh.node.attestation.v1";
+
+/// A quote as the HTTP endpoint needs it.
+#[derive(Debug, Clone)]
+pub struct Quote {
+    pub attestor_id: B256,
+    pub format: String,
+    pub quote: Vec<u8>,
+    pub event_log: String,
+}
+
+/// Object-safe face of [`attestmesh_tee::Attestor::attestation_document`]: the HTTP server does
+/// not need to be generic over the attestation method.
+pub trait QuoteSource: Send + Sync {
+    fn quote(
+        &self,
+        report_data: [u8; 64],
+    ) -> Pin<Box<dyn Future<Output = Result<Quote, String>> + Send + '_>>;
+}
+
+impl<A: attestmesh_tee::Attestor> QuoteSource for A {
+    fn quote(
+        &self,
+        report_data: [u8; 64],
+    ) -> Pin<Box<dyn Future<Output = Result<Quote, String>> + Send + '_>> {
+        Box::pin(async move {
+            let doc = self
+                .attestation_document(report_data)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Quote {
+                attestor_id: doc.attestor_id,
+                format: doc.format,
+                quote: doc.quote,
+                event_log: doc.event_log,
+            })
+        })
+    }
+}
+
+/// The report data binding a member's public keys (see [`ATTESTATION_TAG`]).
+pub fn attestation_report_data(
+    cluster: alloy_primitives::Address,
+    me: &crate::state::MemberView,
+    nonce: &B256,
+) -> [u8; 64] {
+    let mut pre = Vec::with_capacity(ATTESTATION_TAG.len() + 20 * 2 + 32 * 4);
+    pre.extend_from_slice(ATTESTATION_TAG);
+    pre.extend_from_slice(cluster.as_slice());
+    pre.extend_from_slice(me.contract.as_slice());
+    pre.extend_from_slice(me.id.as_slice());
+    pre.extend_from_slice(me.x_pub.as_slice());
+    pre.extend_from_slice(me.wg_pub.as_slice());
+    pre.extend_from_slice(me.ed_pub.as_slice());
+    let mut out = [0u8; 64];
+    out[..32].copy_from_slice(keccak256(&pre).as_slice());
+    out[32..].copy_from_slice(nonce.as_slice());
+    out
+}
+
+#[derive(Clone)]
+struct Ctx {
+    shared: Arc<Shared>,
+    quotes: Arc<dyn QuoteSource>,
+}
+
+/// A bound health server; [`HealthServer::serve`] runs it until shutdown.
+pub struct HealthServer {
+    listener: TcpListener,
+    ctx: Ctx,
+}
+
+impl HealthServer {
+    /// Binds `addr` (port 0 picks one).
+    pub async fn bind(
+        addr: SocketAddr,
+        shared: Arc<Shared>,
+        quotes: Arc<dyn QuoteSource>,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+            ctx: Ctx { shared, quotes },
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves; connections in flight are dropped with it.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = &mut shutdown => return,
+                r = self.listener.accept() => match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "health accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let ctx = self.ctx.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let ctx = ctx.clone();
+                    async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    }
+}
+
+fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+    respond(status, "application/json", v.to_string())
+}
+
+async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET {
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/healthz" => healthz(ctx),
+        "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics(&ctx.shared),
+        ),
+        "/attestation" => attestation(ctx, req.uri().query()).await,
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn healthz(ctx: &Ctx) -> Response<Full<Bytes>> {
+    let s = ctx.shared.status();
+    let me = ctx.shared.me();
+    let body = json!({
+        "phase": s.phase.as_str(),
+        "healthy": s.is_healthy(),
+        "first_converged": s.first_converged,
+        "converged": s.converged,
+        "csk_acquired": s.csk_acquired,
+        "live_peers": s.live_peers,
+        "member_count": s.member_count,
+        "chain_head": s.chain_head,
+        "member_id": me.as_ref().map(|m| m.id.to_string()),
+        "member_contract": me.as_ref().map(|m| m.contract.to_string()),
+        "mesh_ip": me.as_ref().map(|m| m.mesh_ip.to_string()),
+        "error": s.fatal,
+    });
+    let code = if s.is_healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(code, &body)
+}
+
+/// Prometheus text exposition (format 0.0.4).
+pub fn metrics(shared: &Shared) -> String {
+    use std::fmt::Write as _;
+    let s = shared.status();
+    let m = &shared.metrics;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, v: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    };
+    gauge(
+        "attestmesh_healthy",
+        "1 when the agent is healthy.",
+        u64::from(s.is_healthy()),
+    );
+    gauge(
+        "attestmesh_phase",
+        "Boot phase index (0 booting .. 7 healthy).",
+        s.phase as u64,
+    );
+    gauge(
+        "attestmesh_first_converged",
+        "1 once the mesh has converged in this process.",
+        u64::from(s.first_converged),
+    );
+    gauge(
+        "attestmesh_converged",
+        "1 while the mesh is converged.",
+        u64::from(s.converged),
+    );
+    gauge(
+        "attestmesh_csk_acquired",
+        "1 when the verified CSK is held.",
+        u64::from(s.csk_acquired),
+    );
+    gauge(
+        "attestmesh_live_peers",
+        "Peers with a valid heartbeat within 3 intervals.",
+        u64::from(s.live_peers),
+    );
+    gauge(
+        "attestmesh_members",
+        "Members of the cluster in chain state.",
+        u64::from(s.member_count),
+    );
+    gauge(
+        "attestmesh_chain_head",
+        "Last block processed by the chain follower.",
+        s.chain_head,
+    );
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 14] = [
+        (
+            "attestmesh_heartbeats_sent_total",
+            "Heartbeats sent.",
+            &m.heartbeats_sent,
+        ),
+        (
+            "attestmesh_heartbeats_accepted_total",
+            "Heartbeats accepted.",
+            &m.heartbeats_accepted,
+        ),
+        (
+            "attestmesh_heartbeats_dropped_total",
+            "Heartbeats dropped (invalid, replayed, foreign).",
+            &m.heartbeats_dropped,
+        ),
+        (
+            "attestmesh_chain_polls_total",
+            "Chain follower polls.",
+            &m.chain_polls,
+        ),
+        (
+            "attestmesh_chain_poll_errors_total",
+            "Chain follower polls that failed.",
+            &m.chain_poll_errors,
+        ),
+        (
+            "attestmesh_reorgs_total",
+            "Reorgs detected by the follower.",
+            &m.reorgs,
+        ),
+        (
+            "attestmesh_messages_delivered_total",
+            "Messages opened and delivered to the app.",
+            &m.messages_delivered,
+        ),
+        (
+            "attestmesh_messages_undecryptable_total",
+            "Messages addressed to us that failed to open.",
+            &m.messages_undecryptable,
+        ),
+        (
+            "attestmesh_messages_sent_total",
+            "Messages sent through the chain.",
+            &m.messages_sent,
+        ),
+        (
+            "attestmesh_submissions_failed_total",
+            "State-changing submissions that failed.",
+            &m.submissions_failed,
+        ),
+        (
+            "attestmesh_csk_bogus_answers_total",
+            "CSK answers from peers that failed the commitment check.",
+            &m.csk_bogus_answers,
+        ),
+        (
+            "attestmesh_csk_requests_served_total",
+            "CSK requests answered.",
+            &m.csk_requests_served,
+        ),
+        (
+            "attestmesh_csk_requests_refused_total",
+            "CSK requests refused.",
+            &m.csk_requests_refused,
+        ),
+        (
+            "attestmesh_mesh_ip_collisions_total",
+            "Members whose mesh IP collides with an earlier member.",
+            &m.mesh_ip_collisions,
+        ),
+    ];
+    for (name, help, c) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            c.load(Ordering::Relaxed)
+        );
+    }
+    out
+}
+
+fn parse_nonce(query: Option<&str>) -> Result<B256, String> {
+    let Some(q) = query else {
+        return Ok(B256::ZERO);
+    };
+    for pair in q.split('&') {
+        if let Some(v) = pair.strip_prefix("nonce=") {
+            let bytes = hex::decode(v).map_err(|_| "nonce must be hex".to_string())?;
+            if bytes.len() != 32 {
+                return Err(format!("nonce must be 32 bytes, got {}", bytes.len()));
+            }
+            return Ok(B256::from_slice(&bytes));
+        }
+    }
+    Ok(B256::ZERO)
+}
+
+async fn attestation(ctx: &Ctx, query: Option<&str>) -> Response<Full<Bytes>> {
+    let nonce = match parse_nonce(query) {
+        Ok(n) => n,
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({ "error": e })),
+    };
+    let (Some(me), Some(cluster)) = (ctx.shared.me(), ctx.shared.cluster()) else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "error": "not registered yet" }),
+        );
+    };
+    let report = attestation_report_data(cluster.cluster, &me, &nonce);
+    match ctx.quotes.quote(report).await {
+        Ok(q) => json_response(
+            StatusCode::OK,
+            &json!({
+                "attestor_id": q.attestor_id.to_string(),
+                "format": q.format,
+                "quote": hex::encode_prefixed(&q.quote),
+                "event_log": q.event_log,
+                "report_data": hex::encode_prefixed(report),
+                "report_data_layout": "keccak256(\"attestmesh.node.attestation.v1\" ‖ cluster ‖ member_contract ‖ member_id ‖ x ‖ wg ‖ ed) ‖ nonce",
+                "nonce": nonce.to_string(),
+                "cluster": cluster.cluster.to_string(),
+                "member_id": me.id.to_string(),
+                "member_contract": me.contract.to_string(),
+                "x_pub_key": me.x_pub.to_string(),
+                "wg_pub_key": me.wg_pub.to_string(),
+                "ed_pub_key": me.ed_pub.to_string(),
+            }),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "attestation quote failed");
+            json_response(
+                StatusCode::BAD_GATEWAY,
+                &json!({ "error": format!("TEE quote failed: {e}") }),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::state::{ClusterView, MemberView, Phase};
+    use attestmesh_core::keys::SymmetricKey;
+    use attestmesh_core::mesh::MeshCidr;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    struct FakeQuotes;
+    impl QuoteSource for FakeQuotes {
+        fn quote(
+            &self,
+            report_data: [u8; 64],
+        ) -> Pin<Box<dyn Future<Output = Result<Quote, String>> + Send + '_>> {
+            Box::pin(async move {
+                let mut quote = b"FAKE".to_vec();
+                quote.extend_from_slice(&report_data);
+                Ok(Quote {
+                    attestor_id: B256::repeat_byte(0xaa),
+                    format: "fake".into(),
+                    quote,
+                    event_log: String::new(),
+                })
+            })
+        }
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let code = out[9..12].parse().unwrap();
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        (code, body)
+    }
+
+    fn me() -> MemberView {
+        MemberView {
+            id: B256::repeat_byte(1),
+            contract: alloy_primitives::Address::repeat_byte(2),
+            attestor_id: B256::repeat_byte(3),
+            x_pub: B256::repeat_byte(4),
+            wg_pub: B256::repeat_byte(5),
+            ed_pub: B256::repeat_byte(6),
+            mesh_ip: "10.13.0.7".parse().unwrap(),
+            registered_at: 9,
+            routable: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn healthz_metrics_attestation() {
+        let shared = Arc::new(Shared::new());
+        let server = HealthServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::clone(&shared),
+            Arc::new(FakeQuotes),
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = rx.await;
+        }));
+
+        let (code, body) = get(addr, "/healthz").await;
+        assert_eq!(code, 503);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["phase"], "booting");
+        assert_eq!(v["first_converged"], false);
+        assert_eq!(v["member_id"], serde_json::Value::Null);
+
+        // Not registered yet: no attestation.
+        assert_eq!(get(addr, "/attestation").await.0, 503);
+
+        shared.set_me(me());
+        shared.set_cluster(
+            ClusterView {
+                cluster: alloy_primitives::Address::repeat_byte(9),
+                cidr: MeshCidr::new(0x0a0d_0000, 16).unwrap(),
+                members: vec![me()],
+                commitment: B256::ZERO,
+                block: 1,
+            },
+            0,
+        );
+        shared.advance(Phase::Heartbeating);
+        shared.set_liveness(Default::default(), true);
+        shared.set_csk(SymmetricKey::from_bytes([7; 32]));
+        let (code, body) = get(addr, "/healthz").await;
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["phase"], "healthy");
+        assert_eq!(v["csk_acquired"], true);
+        assert_eq!(v["member_count"], 1);
+        assert_eq!(v["mesh_ip"], "10.13.0.7");
+        assert_eq!(v["member_id"], B256::repeat_byte(1).to_string());
+        // The CSK itself never appears.
+        assert!(!body.contains(&hex::encode([7u8; 32])));
+
+        let (code, body) = get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        assert!(body.contains("attestmesh_healthy 1"), "{body}");
+        assert!(body.contains("# TYPE attestmesh_heartbeats_sent_total counter"));
+        assert!(body.contains("attestmesh_members 1"));
+
+        let nonce = B256::repeat_byte(0x42);
+        let (code, body) = get(addr, &format!("/attestation?nonce={nonce}")).await;
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let expected =
+            attestation_report_data(alloy_primitives::Address::repeat_byte(9), &me(), &nonce);
+        assert_eq!(v["report_data"], hex::encode_prefixed(expected));
+        assert_eq!(
+            v["quote"],
+            hex::encode_prefixed([b"FAKE".as_slice(), &expected].concat())
+        );
+        assert_eq!(&expected[32..], nonce.as_slice());
+        assert!(!body.contains(&hex::encode([7u8; 32])));
+
+        assert_eq!(get(addr, "/attestation?nonce=zz").await.0, 400);
+        assert_eq!(get(addr, "/nope").await.0, 404);
+
+        tx.send(()).unwrap();
+        task.await.unwrap();
+    }
+}

@@ -1,0 +1,590 @@
+//! The agent runtime: the phases of DESIGN §5 wired to the pieces in this crate.
+//!
+//! [`run`] is the whole agent. It starts the HTTP and app-API servers first (so `/healthz` and
+//! `GetMeshStatus` report progress from the first second), then boots: TEE keys, cluster lookup,
+//! registration or the lost-state check, chain follower, WireGuard interface and bridge,
+//! PeerControl, heartbeats, CSK. Every wait is cancellable by the shutdown future; on shutdown
+//! the interface is removed and the app socket deleted before `run` returns.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256};
+use attestmesh_chain::backoff::{Backoff, BackoffPolicy};
+use attestmesh_chain::bindings::IClusterMember;
+use attestmesh_chain::bundler::BundlerClient;
+use attestmesh_chain::paymaster::PaymasterClient;
+use attestmesh_chain::rpc::RpcClient;
+use attestmesh_chain::userop::{UserOpClient, UserOpConfig};
+use attestmesh_core::ids::member_id;
+use attestmesh_core::liveness::{self, Liveness};
+use attestmesh_tee::attestor::{Attestor, Derived, OnChainRecord, check_lost_state};
+use attestmesh_tee::client::GuestAgentClient;
+use attestmesh_tee::dstack::{DstackAttestor, OwnerChain};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AgentApi};
+use crate::chainview::{ChainError, ChainHistory, ClusterReader, view};
+use crate::config::Config;
+use crate::cskflow::{CskContext, CskError};
+use crate::follower::{Follower, FollowerConfig};
+use crate::health::{HealthServer, QuoteSource};
+use crate::heartbeats::{self, Heartbeats};
+use crate::mesh::{self, Mesh, MeshSettings};
+use crate::ports::{BoxFuture, MessageHistory, SubmitError, Submitted, Submitter, UserOpSubmitter};
+use crate::state::{InboundMessage, Phase, Shared};
+use crate::statedir::{StateDir, StateDirError};
+
+/// Why the agent stopped with an error. Each is a reason to exit non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("state directory: {0}")]
+    StateDir(#[from] StateDirError),
+    #[error("health endpoint {addr}: {source}")]
+    Health {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Socket(#[from] api::SocketError),
+    #[error("RPC_URL {0}")]
+    Rpc(String),
+    #[error("RPC_URL serves chain id {got}, but CHAIN_ID is {expected}")]
+    WrongChain { expected: u64, got: u64 },
+    #[error("TEE: {0}")]
+    Tee(String),
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    LostState(#[from] attestmesh_tee::LostStateError),
+    #[error("mesh: {0}")]
+    Mesh(#[from] mesh::MeshError),
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Csk(#[from] CskError),
+}
+
+/// A [`Submitter`] that exists before registration and is filled in once the account is known,
+/// so the app API can be served from the start.
+#[derive(Default)]
+struct LateSubmitter(OnceLock<Arc<dyn Submitter>>);
+
+impl Submitter for LateSubmitter {
+    fn submit(&self, inner: Vec<u8>) -> BoxFuture<'_, Result<Submitted, SubmitError>> {
+        match self.0.get() {
+            Some(s) => s.submit(inner),
+            None => Box::pin(async {
+                Err(SubmitError::Rejected {
+                    contract_error: None,
+                    detail: "this node is not registered yet".into(),
+                })
+            }),
+        }
+    }
+}
+
+#[derive(Default)]
+struct LateHistory(OnceLock<Arc<dyn MessageHistory>>);
+
+impl MessageHistory for LateHistory {
+    fn messages_since(&self, from: u64) -> BoxFuture<'_, Result<Vec<InboundMessage>, String>> {
+        match self.0.get() {
+            Some(h) => h.messages_since(from),
+            None => Box::pin(async { Err("this node is not registered yet".to_string()) }),
+        }
+    }
+}
+
+/// Resolves when the stop flag is set.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Runs `fut` unless the stop flag fires first (`None` then).
+async fn or_stop<T>(rx: &watch::Receiver<bool>, fut: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        v = fut => Some(v),
+        _ = stopped(rx.clone()) => None,
+    }
+}
+
+/// Handles the runtime exposes to tests and the CLI.
+pub struct Handles {
+    pub shared: Arc<Shared>,
+    pub health_addr: SocketAddr,
+}
+
+/// Runs the agent until `shutdown` resolves (SIGTERM in the CLI). `on_ready` gets the shared
+/// state and the bound health address as soon as the servers listen.
+pub async fn run(
+    cfg: Config,
+    on_ready: impl FnOnce(Handles) + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let shared = Arc::new(Shared::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = Arc::clone(&stop_tx);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+    }
+    let state = cfg.state_dir.as_ref().map(StateDir::open).transpose()?;
+    let attestor = Arc::new(DstackAttestor::new(GuestAgentClient::new(
+        &cfg.dstack_socket,
+    )));
+
+    // Interfaces first: progress is observable from the start.
+    let health = HealthServer::bind(
+        cfg.health_addr,
+        Arc::clone(&shared),
+        Arc::clone(&attestor) as Arc<dyn QuoteSource>,
+    )
+    .await
+    .map_err(|source| NodeError::Health {
+        addr: cfg.health_addr,
+        source,
+    })?;
+    let health_addr = health.local_addr().map_err(|source| NodeError::Health {
+        addr: cfg.health_addr,
+        source,
+    })?;
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    tasks.push(tokio::spawn(health.serve(stopped(stop_rx.clone()))));
+    let late_submitter = Arc::new(LateSubmitter::default());
+    let late_history = Arc::new(LateHistory::default());
+    let listener = api::bind_socket(&cfg.agent_socket)?;
+    let api = AgentApi::new(
+        Arc::clone(&shared),
+        Arc::clone(&late_submitter) as Arc<dyn Submitter>,
+        Arc::clone(&late_history) as Arc<dyn MessageHistory>,
+    );
+    {
+        let path = cfg.agent_socket.clone();
+        let stop = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = api::serve(listener, path, api, stop).await {
+                tracing::error!(error = %e, "app API server failed");
+            }
+        }));
+    }
+    on_ready(Handles {
+        shared: Arc::clone(&shared),
+        health_addr,
+    });
+
+    let result = boot_and_run(
+        &cfg,
+        &shared,
+        &attestor,
+        state,
+        &late_submitter,
+        &late_history,
+        &stop_rx,
+        &mut tasks,
+    )
+    .await;
+    if let Err(e) = &result {
+        shared.fail(e.to_string());
+        tracing::error!(error = %e, "agent failed");
+    }
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        // Every task watches the stop flag; a stuck one must not hold the process.
+        if tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a task did not stop within 5 s");
+        }
+    }
+    // The socket is removed by the API server on its way out; make sure even if it failed.
+    let _ = std::fs::remove_file(&cfg.agent_socket);
+    tracing::info!("agent stopped");
+    result
+}
+
+fn transient_policy() -> BackoffPolicy {
+    BackoffPolicy {
+        initial: Duration::from_millis(250),
+        max: Duration::from_secs(10),
+        max_elapsed: Duration::MAX,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn boot_and_run(
+    cfg: &Config,
+    shared: &Arc<Shared>,
+    attestor: &Arc<DstackAttestor>,
+    state: Option<StateDir>,
+    late_submitter: &Arc<LateSubmitter>,
+    late_history: &Arc<LateHistory>,
+    stop: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<(), NodeError> {
+    // ---- booting --------------------------------------------------------------------------
+    let rpc = Arc::new(RpcClient::new(&cfg.rpc_url).map_err(|e| NodeError::Rpc(e.to_string()))?);
+    let Some(chain_id) = or_stop(stop, retry("eth_chainId", || rpc.chain_id())).await else {
+        return Ok(());
+    };
+    if chain_id != cfg.chain_id {
+        return Err(NodeError::WrongChain {
+            expected: cfg.chain_id,
+            got: chain_id,
+        });
+    }
+    let Some(member) = or_stop(
+        stop,
+        retry("guest agent /Info", || attestor.member_contract()),
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    let Some(derived) = or_stop(
+        stop,
+        retry("guest agent /GetKey", || attestor.derive_keys()),
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    let keys = derived.keys.clone();
+    tracing::info!(member = %member, owner = %keys.owner.address(), "keys derived from the TEE");
+    // The member may be bound to its cluster after boot: wait for it.
+    let Some(cluster) = or_stop(stop, async {
+        let mut b = Backoff::new(transient_policy());
+        loop {
+            match view(
+                &rpc,
+                member,
+                IClusterMember::clusterCall {},
+                "member.cluster()",
+            )
+            .await
+            {
+                Ok(c) if !c.is_zero() => return c,
+                Ok(_) => tracing::info!(%member, "member contract not bound to a cluster yet"),
+                Err(e) => tracing::warn!(%member, error = %e, "reading member.cluster() failed"),
+            }
+            b.wait().await;
+        }
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let reader = ClusterReader::new(Arc::clone(&rpc), cluster);
+    let cidr = reader.mesh_cidr().await?;
+    let my_id = member_id(cluster, member, derived_attestor_id(attestor));
+    tracing::info!(%cluster, member_id = %my_id, mesh_ip = %cidr.mesh_ip(&my_id), "cluster found");
+
+    let userops = Arc::new(UserOpClient::new(
+        RpcClient::new(&cfg.rpc_url).map_err(|e| NodeError::Rpc(e.to_string()))?,
+        BundlerClient::new(
+            RpcClient::new(&cfg.bundler_url)
+                .map_err(|e| NodeError::Rpc(e.to_string()))?
+                .with_timeout(Duration::from_secs(30)),
+        ),
+        PaymasterClient::new(
+            RpcClient::new(&cfg.paymaster_url)
+                .map_err(|e| NodeError::Rpc(e.to_string()))?
+                .with_timeout(Duration::from_secs(15)),
+            serde_json::json!({}),
+        ),
+        UserOpConfig {
+            entry_point: cfg.entry_point,
+            ..UserOpConfig::default()
+        },
+    ));
+    let submitter: Arc<dyn Submitter> = Arc::new(UserOpSubmitter::new(
+        userops,
+        member,
+        cluster,
+        keys.owner.clone(),
+    ));
+
+    // ---- registering -----------------------------------------------------------------------
+    shared.advance(Phase::Registering);
+    let Some(reg) = or_stop(
+        stop,
+        register(attestor, &derived, &reader, member, &submitter),
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    reg?;
+    let _ = late_submitter.0.set(Arc::clone(&submitter));
+
+    // ---- subscribing -----------------------------------------------------------------------
+    shared.advance(Phase::Subscribing);
+    let mut follower = Follower::new(
+        reader.clone(),
+        Arc::clone(shared),
+        cidr,
+        my_id,
+        keys.x25519.clone(),
+        FollowerConfig {
+            poll_interval: cfg.poll_interval,
+            confirmations: cfg.confirmations,
+        },
+        state.clone(),
+    );
+    let first_poll = async {
+        let mut b = Backoff::new(transient_policy());
+        while let Err(e) = follower.poll_once().await {
+            tracing::warn!(error = %e, "initial chain poll failed; retrying");
+            b.wait().await;
+        }
+    };
+    if or_stop(stop, first_poll).await.is_none() {
+        return Ok(());
+    }
+    let view0 = shared
+        .cluster()
+        .ok_or_else(|| NodeError::Rpc("no cluster view after the first poll".into()))?;
+    let me = view0.member(&my_id).cloned().ok_or_else(|| {
+        NodeError::Rpc(format!(
+            "registered member {my_id} missing from listMembers()"
+        ))
+    })?;
+    if !me.routable {
+        // Our /32 is owned by an earlier member: nobody will route to us. Fail closed and say why.
+        let msg = format!(
+            "mesh IP {} of this member collides with an earlier member; this member cannot be routed",
+            me.mesh_ip
+        );
+        shared.fail(msg.clone());
+        return Err(NodeError::Rpc(msg));
+    }
+    shared.set_me(me.clone());
+    let _ = late_history.0.set(Arc::new(ChainHistory {
+        reader: reader.clone(),
+        shared: Arc::clone(shared),
+        me: my_id,
+        x25519: keys.x25519.clone(),
+    }));
+    let wake_follower = follower.waker();
+    tasks.push(tokio::spawn(follower.run(stopped(stop.clone()))));
+
+    // ---- mesh ------------------------------------------------------------------------------
+    if view0.members.iter().all(|m| m.id == my_id) {
+        shared.advance(Phase::WaitingPeers);
+    }
+    let settings = MeshSettings {
+        interface: cfg.interface.clone(),
+        wg_listen_port: cfg.wg_listen_port,
+        wg_tcp_port: cfg.wg_tcp_port,
+        gateway_domain: cfg.gateway_domain.clone(),
+        gateway_connect: cfg.gateway_connect,
+    };
+    let my_host = cfg.gateway_host(member);
+    let mesh = Mesh::up(
+        settings,
+        *keys.wireguard.to_bytes(),
+        me.mesh_ip,
+        cidr.prefix(),
+        my_host,
+    )
+    .await?;
+    shared.advance(Phase::WgConfiguring);
+    tasks.push(tokio::spawn(reconcile_loop(
+        mesh,
+        Arc::clone(shared),
+        my_id,
+        cfg.wg_tcp_port,
+        cfg.gateway_domain.clone(),
+        stop.clone(),
+    )));
+
+    // PeerControl and heartbeats live on the mesh address only.
+    let pc_addr = SocketAddr::new(IpAddr::V4(me.mesh_ip), cfg.peer_control_port);
+    let pc = tokio::net::TcpListener::bind(pc_addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            what: "PeerControl",
+            addr: pc_addr,
+            source,
+        })?;
+    {
+        let shared = Arc::clone(shared);
+        let stop = stopped(stop.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::peer::serve(pc, shared, stop).await {
+                tracing::error!(error = %e, "PeerControl server failed");
+            }
+        }));
+    }
+    let hb_socket = heartbeats::bind(me.mesh_ip, cfg.heartbeat_port)
+        .await
+        .map_err(|source| NodeError::Bind {
+            what: "heartbeats",
+            addr: SocketAddr::new(IpAddr::V4(me.mesh_ip), cfg.heartbeat_port),
+            source,
+        })?;
+    let interval_ms = cfg.heartbeat_interval.as_millis() as u64;
+    let hb = Heartbeats {
+        socket: hb_socket,
+        liveness: Liveness::new(
+            my_id,
+            keys.ed25519.clone(),
+            liveness::Config::with_interval(interval_ms),
+        ),
+        shared: Arc::clone(shared),
+        port: cfg.heartbeat_port,
+        interval: cfg.heartbeat_interval,
+    };
+    tasks.push(tokio::spawn(hb.run(stopped(stop.clone()))));
+
+    // ---- pulling-csk -----------------------------------------------------------------------
+    shared.advance(Phase::PullingCsk);
+    let ctx = CskContext {
+        shared: Arc::clone(shared),
+        me: my_id,
+        my_ip: IpAddr::V4(me.mesh_ip),
+        x25519: keys.x25519.clone(),
+        derived_csk: keys.csk.clone(),
+        state_key: keys.state.clone(),
+        state,
+        submitter,
+        peer_control_port: cfg.peer_control_port,
+        wake_follower,
+    };
+    let Some(csk) = or_stop(stop, ctx.acquire()).await else {
+        return Ok(());
+    };
+    let csk = csk?;
+    tracing::info!(commitment = %csk.commitment(), "CSK held");
+
+    // ---- heartbeating → healthy (the gate in `Status`) ---------------------------------------
+    shared.advance(Phase::Heartbeating);
+    stopped(stop.clone()).await;
+    Ok(())
+}
+
+fn derived_attestor_id(a: &DstackAttestor) -> B256 {
+    a.attestor_id()
+}
+
+/// Retries a transient failure forever with capped backoff, logging each failure; the caller
+/// bounds it with the stop flag.
+async fn retry<T, E: std::fmt::Display, F, Fut>(what: &'static str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut b = Backoff::new(transient_policy());
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::warn!(what, error = %e, attempt = b.attempts(), "retrying");
+                b.wait().await;
+            }
+        }
+    }
+}
+
+/// Registration (DESIGN §5.2): skip with the lost-state check if the chain has our record,
+/// otherwise submit the bootstrap operation, retrying with capped backoff (the operator's
+/// allowlist entries may still be landing).
+async fn register(
+    attestor: &DstackAttestor,
+    derived: &Derived<OwnerChain>,
+    reader: &ClusterReader,
+    member: Address,
+    submitter: &Arc<dyn Submitter>,
+) -> Result<(), NodeError> {
+    let mut b = Backoff::new(BackoffPolicy {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(30),
+        max_elapsed: Duration::MAX,
+    });
+    loop {
+        match reader.record_of(member).await {
+            Ok(Some((rec, owner))) => {
+                let record = OnChainRecord {
+                    keys: attestmesh_core::binding::MemberPubKeys {
+                        x: rec.xPubKey,
+                        wg: rec.wgPubKey,
+                        ed: rec.edPubKey,
+                    },
+                    owner: (!owner.is_zero()).then_some(owner),
+                };
+                check_lost_state(member, &derived.keys, &record)?;
+                tracing::info!(%member, "already registered; keys match the chain");
+                return Ok(());
+            }
+            Ok(None) => {
+                let call = attestor
+                    .registration_call(derived, reader.cluster(), member)
+                    .map_err(|e| NodeError::Tee(e.to_string()))?;
+                match submitter.submit(call).await {
+                    Ok(s) => {
+                        tracing::info!(%member, tx = %s.tx_hash, block = s.block_number, "registered");
+                        continue;
+                    }
+                    Err(e) => tracing::warn!(%member, error = %e, "registration failed; retrying"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading our member record failed; retrying"),
+        }
+        b.wait().await;
+    }
+}
+
+/// Keeps the interface in line with every published chain view until stop, then removes it.
+async fn reconcile_loop(
+    mut mesh: Mesh,
+    shared: Arc<Shared>,
+    me: B256,
+    wg_tcp_port: u16,
+    domain: String,
+    stop: watch::Receiver<bool>,
+) {
+    let mut rx = shared.watch_cluster();
+    let mut collisions_logged: std::collections::HashSet<B256> = std::collections::HashSet::new();
+    loop {
+        let view = rx.borrow_and_update().clone();
+        if let Some(view) = view {
+            for m in view.members.iter().filter(|m| !m.routable) {
+                if collisions_logged.insert(m.id) {
+                    crate::state::Metrics::inc(&shared.metrics.mesh_ip_collisions);
+                    let first = view
+                        .members
+                        .iter()
+                        .find(|o| o.mesh_ip == m.mesh_ip && o.routable);
+                    tracing::error!(
+                        member = %m.id,
+                        mesh_ip = %m.mesh_ip,
+                        owner = ?first.map(|f| f.id),
+                        "mesh IP collision: refusing to route this later member's /32 over the earlier member's"
+                    );
+                }
+            }
+            let desired = mesh::plan(&view, &me, wg_tcp_port, &domain);
+            let n = mesh.reconcile(&desired).await;
+            tracing::debug!(peers = n, "mesh reconciled");
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { break },
+            _ = stopped(stop.clone()) => break,
+        }
+    }
+    // Blocking join of boringtun's threads: off the async workers.
+    let _ = tokio::task::spawn_blocking(move || mesh.down()).await;
+}

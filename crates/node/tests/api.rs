@@ -1,0 +1,441 @@
+//! The app API over a real unix socket with a real tonic client; the chain side is a fake
+//! implementing the node's `Submitter` / `MessageHistory` seams.
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use alloy_primitives::{Address, B256};
+use alloy_sol_types::SolCall as _;
+use attestmesh_chain::bindings::IMessageFacet;
+use attestmesh_core::keys::{SymmetricKey, X25519Secret};
+use attestmesh_core::mesh::MeshCidr;
+use attestmesh_core::sealed;
+use attestmesh_node::api::{self, AgentApi};
+use attestmesh_node::ports::{BoxFuture, MessageHistory, SubmitError, Submitted, Submitter};
+use attestmesh_node::state::{
+    ClusterView, InboundMessage, MemberView, PeerEvent, PeerEventKind, PeerLiveness, Phase, Shared,
+};
+use attestmesh_proto::agent as pb;
+use attestmesh_proto::agent::agent_client::AgentClient;
+use hyper_util::rt::TokioIo;
+use tokio_stream::StreamExt as _;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+#[derive(Default)]
+struct FakeChain {
+    calls: Mutex<Vec<Vec<u8>>>,
+    fail: Mutex<Option<SubmitError>>,
+}
+
+impl Submitter for FakeChain {
+    fn submit(&self, inner: Vec<u8>) -> BoxFuture<'_, Result<Submitted, SubmitError>> {
+        Box::pin(async move {
+            if let Some(e) = self.fail.lock().unwrap().clone() {
+                return Err(e);
+            }
+            self.calls.lock().unwrap().push(inner);
+            Ok(Submitted {
+                tx_hash: B256::repeat_byte(0x77),
+                block_number: 42,
+            })
+        })
+    }
+}
+
+struct History(Vec<InboundMessage>);
+impl MessageHistory for History {
+    fn messages_since(&self, from: u64) -> BoxFuture<'_, Result<Vec<InboundMessage>, String>> {
+        let v = self
+            .0
+            .iter()
+            .filter(|m| m.block_number >= from)
+            .cloned()
+            .collect();
+        Box::pin(async move { Ok(v) })
+    }
+}
+
+fn member(n: u8, x: &X25519Secret) -> MemberView {
+    let cidr = MeshCidr::new(0x0a0d_0000, 16).unwrap();
+    let id = B256::repeat_byte(n);
+    MemberView {
+        id,
+        contract: Address::repeat_byte(n),
+        attestor_id: B256::repeat_byte(0xd5),
+        x_pub: x.public(),
+        wg_pub: B256::repeat_byte(n ^ 0x10),
+        ed_pub: B256::repeat_byte(n ^ 0x20),
+        mesh_ip: cidr.mesh_ip(&id),
+        registered_at: u64::from(n),
+        routable: true,
+    }
+}
+
+fn msg(block: u64, env: u8) -> InboundMessage {
+    InboundMessage {
+        sender: B256::repeat_byte(2),
+        envelope_id: B256::repeat_byte(env),
+        plaintext: vec![env; 3],
+        block_number: block,
+        tx_hash: B256::repeat_byte(block as u8),
+        from_cluster_owner: false,
+    }
+}
+
+async fn client(path: PathBuf) -> AgentClient<Channel> {
+    let channel = Endpoint::try_from("http://agent.local")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let p = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+            }
+        }))
+        .await
+        .unwrap();
+    AgentClient::new(channel)
+}
+
+struct Fixture {
+    shared: Arc<Shared>,
+    chain: Arc<FakeChain>,
+    path: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+    x_b: X25519Secret,
+}
+
+async fn fixture(history: Vec<InboundMessage>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run/agent.sock");
+    let shared = Arc::new(Shared::new());
+    let chain = Arc::new(FakeChain::default());
+    let listener = api::bind_socket(&path).unwrap();
+    let api = AgentApi::new(
+        Arc::clone(&shared),
+        Arc::clone(&chain) as Arc<dyn Submitter>,
+        Arc::new(History(history)),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let p = path.clone();
+    let task = tokio::spawn(async move {
+        api::serve(listener, p, api, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Fixture {
+        shared,
+        chain,
+        path,
+        stop: Some(tx),
+        task,
+        _dir: dir,
+        x_b: X25519Secret::from_seed([0xbb; 32]),
+    }
+}
+
+impl Fixture {
+    fn register(&self) {
+        let a = member(1, &X25519Secret::from_seed([0xaa; 32]));
+        let b = member(2, &self.x_b);
+        self.shared.set_me(a.clone());
+        self.shared.set_cluster(
+            ClusterView {
+                cluster: Address::repeat_byte(0xc1),
+                cidr: MeshCidr::new(0x0a0d_0000, 16).unwrap(),
+                members: vec![a, b],
+                commitment: B256::ZERO,
+                block: 10,
+            },
+            0,
+        );
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            tx.send(()).unwrap();
+        }
+        self.task.await.unwrap();
+        assert!(!self.path.exists(), "socket removed on shutdown");
+    }
+}
+
+#[tokio::test]
+async fn socket_is_0600_and_removed_on_shutdown() {
+    let f = fixture(vec![]).await;
+    let mode = std::fs::metadata(&f.path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A second agent on the same socket is refused while the first serves.
+    assert!(matches!(
+        api::bind_socket(&f.path),
+        Err(api::SocketError::InUse(_))
+    ));
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn status_self_peers_before_and_after_registration() {
+    let f = fixture(vec![]).await;
+    let mut c = client(f.path.clone()).await;
+
+    let s = c
+        .get_mesh_status(pb::GetMeshStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.phase, pb::Phase::Booting as i32);
+    assert!(s.cluster.is_empty());
+    let e = c.get_self(pb::GetSelfRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(
+        c.list_peers(pb::ListPeersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .peers
+            .is_empty()
+    );
+
+    f.register();
+    f.shared.advance(Phase::WaitingPeers);
+    let mut live = std::collections::HashMap::new();
+    live.insert(
+        B256::repeat_byte(2),
+        PeerLiveness {
+            live: true,
+            last_heartbeat_unix_ms: 1234,
+        },
+    );
+    f.shared.set_liveness(live, true);
+
+    let s = c
+        .get_mesh_status(pb::GetMeshStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.phase, pb::Phase::WaitingPeers as i32);
+    assert_eq!(s.member_count, 2);
+    assert_eq!(s.live_peers, 1);
+    assert!(s.first_converged && s.converged);
+    assert_eq!(s.cluster, Address::repeat_byte(0xc1).to_vec());
+
+    let me = c
+        .get_self(pb::GetSelfRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.member_id, B256::repeat_byte(1).to_vec());
+    assert_eq!(me.member_contract, Address::repeat_byte(1).to_vec());
+
+    let peers = c
+        .list_peers(pb::ListPeersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .peers;
+    assert_eq!(peers.len(), 1, "self is not a peer");
+    assert_eq!(
+        peers[0].member.as_ref().unwrap().member_id,
+        B256::repeat_byte(2).to_vec()
+    );
+    assert!(peers[0].live);
+    assert_eq!(peers[0].last_heartbeat_unix_ms, 1234);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn csk_is_unavailable_until_held() {
+    let f = fixture(vec![]).await;
+    let mut c = client(f.path.clone()).await;
+    let e = c
+        .get_cluster_shared_key(pb::GetClusterSharedKeyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    let k = SymmetricKey::from_bytes([9; 32]);
+    f.shared.set_csk(k.clone());
+    let got = c
+        .get_cluster_shared_key(pb::GetClusterSharedKeyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.key, vec![9; 32]);
+    assert_eq!(got.commitment, k.commitment().to_vec());
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn send_message_seals_to_the_on_chain_key_and_submits() {
+    let f = fixture(vec![]).await;
+    let mut c = client(f.path.clone()).await;
+
+    // Bad arguments.
+    let e = c
+        .send_message(pb::SendMessageRequest {
+            recipient_member_id: vec![1; 31],
+            plaintext: b"hi".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .send_message(pb::SendMessageRequest {
+            recipient_member_id: vec![2; 32],
+            plaintext: vec![0; api::MAX_MESSAGE_BYTES + 1],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // Not registered yet.
+    let e = c
+        .send_message(pb::SendMessageRequest {
+            recipient_member_id: vec![2; 32],
+            plaintext: b"hi".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+
+    f.register();
+    // Unknown recipient.
+    let e = c
+        .send_message(pb::SendMessageRequest {
+            recipient_member_id: vec![3; 32],
+            plaintext: b"hi".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(f.chain.calls.lock().unwrap().is_empty());
+
+    let resp = c
+        .send_message(pb::SendMessageRequest {
+            recipient_member_id: vec![2; 32],
+            plaintext: b"hello B".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.tx_hash, vec![0x77; 32]);
+    assert_eq!(resp.envelope_id.len(), 32);
+    let calls = f.chain.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    let call = IMessageFacet::sendCall::abi_decode(&calls[0]).unwrap();
+    assert_eq!(call.recipientMemberId, B256::repeat_byte(2));
+    assert_eq!(call.envelopeId.to_vec(), resp.envelope_id);
+    // Invariant 8: no plaintext on chain; only B's on-chain key opens it.
+    assert!(!call.ciphertext.windows(7).any(|w| w == b"hello B"));
+    assert_eq!(sealed::open(&f.x_b, &call.ciphertext).unwrap(), b"hello B");
+
+    // Submission failures map to their codes.
+    *f.chain.fail.lock().unwrap() = Some(SubmitError::Unavailable("bundler down".into()));
+    let e = c
+        .send_message(pb::SendMessageRequest {
+            recipient_member_id: vec![2; 32],
+            plaintext: b"x".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    *f.chain.fail.lock().unwrap() = Some(SubmitError::Rejected {
+        contract_error: Some("NotClusterMember".into()),
+        detail: "denied".into(),
+    });
+    let e = c
+        .send_message(pb::SendMessageRequest {
+            recipient_member_id: vec![2; 32],
+            plaintext: b"x".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn subscribe_messages_replays_then_streams_without_duplicates() {
+    let f = fixture(vec![msg(5, 0xe1), msg(7, 0xe2)]).await;
+    let mut c = client(f.path.clone()).await;
+    let mut live = c
+        .subscribe_messages(pb::SubscribeMessagesRequest { from_block: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut replay = c
+        .subscribe_messages(pb::SubscribeMessagesRequest { from_block: 6 })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = replay.next().await.unwrap().unwrap();
+    assert_eq!(
+        first.envelope_id,
+        vec![0xe2; 32],
+        "block 5 is before from_block"
+    );
+    assert_eq!(first.block_number, 7);
+    assert_eq!(first.sender_member_id, vec![2; 32]);
+
+    // The replayed message delivered live again is not duplicated; a new one is.
+    f.shared.deliver(msg(7, 0xe2));
+    f.shared.deliver(msg(8, 0xe3));
+    let next = replay.next().await.unwrap().unwrap();
+    assert_eq!(next.envelope_id, vec![0xe3; 32]);
+    assert_eq!(next.plaintext, vec![0xe3; 3]);
+
+    // from_block = 0: live only.
+    let a = live.next().await.unwrap().unwrap();
+    let b = live.next().await.unwrap().unwrap();
+    assert_eq!(a.envelope_id, vec![0xe2; 32]);
+    assert_eq!(b.envelope_id, vec![0xe3; 32]);
+    drop((live, replay));
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn peer_events_stream() {
+    let f = fixture(vec![]).await;
+    let mut c = client(f.path.clone()).await;
+    let mut events = c
+        .subscribe_peer_events(pb::SubscribePeerEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    // Give the server task a moment to subscribe before emitting.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for kind in [
+        PeerEventKind::Joined,
+        PeerEventKind::Up,
+        PeerEventKind::Down,
+    ] {
+        f.shared.emit(PeerEvent {
+            kind,
+            member_id: B256::repeat_byte(2),
+            unix_ms: 99,
+        });
+    }
+    let kinds: Vec<i32> = [
+        events.next().await.unwrap().unwrap(),
+        events.next().await.unwrap().unwrap(),
+        events.next().await.unwrap().unwrap(),
+    ]
+    .iter()
+    .map(|e| e.kind)
+    .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            pb::peer_event::Kind::Joined as i32,
+            pb::peer_event::Kind::Up as i32,
+            pb::peer_event::Kind::Down as i32
+        ]
+    );
+    drop(events);
+    f.stop().await;
+}

@@ -1,0 +1,371 @@
+//! Who signs, and what happens to a transaction a command decides on: signed and sent with a
+//! local key, or collected into a Safe Transaction Builder batch and printed.
+//!
+//! Production clusters are owned by multisigs (DESIGN §3.1), which cannot hand a key to a CLI.
+//! Every command therefore expresses its writes as plain calls (`to`, `value`, `data`) — even
+//! contract deployments, which go through the deterministic CREATE2 deployer — so the exact same
+//! plan can either be executed here or imported into a Safe and executed there.
+
+use std::path::Path;
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256, Bytes, U256};
+pub use k256::ecdsa::SigningKey;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::error::OpsError;
+use crate::keystore;
+use crate::rpc::{Provider, Receipt, RpcError};
+use crate::tx::{Fees, TxRequest};
+
+/// A local signing key.
+pub struct LocalKey {
+    key: SigningKey,
+    address: Address,
+}
+
+impl std::fmt::Debug for LocalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LocalKey({})", self.address)
+    }
+}
+
+impl LocalKey {
+    pub fn from_key(key: SigningKey) -> Self {
+        let address = attestmesh_core::secp::address_of(key.verifying_key());
+        Self { key, address }
+    }
+
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// A file holding one hex private key (with or without 0x, surrounding whitespace ignored).
+    pub fn from_file(path: &Path) -> Result<Self, OpsError> {
+        let bad = |reason: String| OpsError::Key {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
+        let body = text.trim();
+        let body = body.strip_prefix("0x").unwrap_or(body);
+        let bytes = Zeroizing::new(
+            alloy_primitives::hex::decode(body)
+                .map_err(|_| bad("not a hex private key".into()))?,
+        );
+        if bytes.len() != 32 {
+            return Err(bad(format!(
+                "a private key is 32 bytes, this is {}",
+                bytes.len()
+            )));
+        }
+        let key = SigningKey::from_slice(&bytes)
+            .map_err(|_| bad("not a valid secp256k1 private key".into()))?;
+        Ok(Self::from_key(key))
+    }
+
+    /// An encrypted keystore v3 file and its password.
+    pub fn from_keystore(path: &Path, password: &[u8]) -> Result<Self, OpsError> {
+        let bad = |reason: String| OpsError::Key {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let key = keystore::decrypt(&text, password).map_err(|e| bad(e.to_string()))?;
+        Ok(Self::from_key(key))
+    }
+}
+
+/// What to do with the transactions a command plans.
+#[derive(Debug)]
+pub enum Mode {
+    /// Sign with this key and send, one after the other, each waited for.
+    Send(LocalKey),
+    /// Send nothing; collect the transactions for a Safe batch. `from` is the account that will
+    /// execute them (the Safe), used to check ownership and simulate the first transaction.
+    Print { from: Option<Address> },
+}
+
+/// One planned call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTx {
+    pub to: Address,
+    pub value: U256,
+    pub data: Bytes,
+    /// What it does, for progress lines and the batch description.
+    pub what: String,
+}
+
+/// Carries out the transactions a command decides on.
+#[derive(Debug)]
+pub struct Executor {
+    provider: Provider,
+    chain_id: u64,
+    mode: Mode,
+    next_nonce: Option<u64>,
+    planned: Vec<PlannedTx>,
+    sent: Vec<Receipt>,
+    receipt_timeout: Duration,
+}
+
+impl Executor {
+    pub fn new(provider: Provider, chain_id: u64, mode: Mode) -> Self {
+        Self {
+            provider,
+            chain_id,
+            mode,
+            next_nonce: None,
+            planned: Vec::new(),
+            sent: Vec::new(),
+            receipt_timeout: Duration::from_secs(300),
+        }
+    }
+
+    pub fn with_receipt_timeout(mut self, t: Duration) -> Self {
+        self.receipt_timeout = t;
+        self
+    }
+
+    pub fn provider(&self) -> &Provider {
+        &self.provider
+    }
+
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The account the transactions come from, when known.
+    pub fn sender(&self) -> Option<Address> {
+        match &self.mode {
+            Mode::Send(k) => Some(k.address()),
+            Mode::Print { from } => *from,
+        }
+    }
+
+    pub fn is_print(&self) -> bool {
+        matches!(self.mode, Mode::Print { .. })
+    }
+
+    /// Transactions collected so far (print mode) or sent (send mode), in order.
+    pub fn planned(&self) -> &[PlannedTx] {
+        &self.planned
+    }
+
+    /// Receipts of what was sent.
+    pub fn receipts(&self) -> &[Receipt] {
+        &self.sent
+    }
+
+    /// Simulates `tx` from the sender; a revert is reported by its decoded error name.
+    async fn simulate(&self, tx: &PlannedTx) -> Result<(), OpsError> {
+        match self
+            .provider
+            .eth_call(self.sender(), tx.to, tx.value, &tx.data)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_revert() => Err(OpsError::Reverted {
+                what: tx.what.clone(),
+                tx: None,
+                reason: revert_reason(&e),
+            }),
+            Err(e) => Err(OpsError::chain(format!("simulating {}", tx.what))(e)),
+        }
+    }
+
+    /// Sends (or collects) one transaction. In send mode it is simulated first, so a call the
+    /// contract would refuse costs no gas and is reported by name.
+    pub async fn submit(&mut self, tx: PlannedTx) -> Result<Option<Receipt>, OpsError> {
+        let key = match &self.mode {
+            Mode::Print { from } => {
+                // Later transactions of a batch may depend on earlier ones: only the first can
+                // be simulated against the current state.
+                if self.planned.is_empty() && from.is_some() {
+                    self.simulate(&tx).await?;
+                }
+                tracing::info!(to = %tx.to, "planned: {}", tx.what);
+                self.planned.push(tx);
+                return Ok(None);
+            }
+            Mode::Send(k) => k,
+        };
+        self.simulate(&tx).await?;
+        let p = &self.provider;
+        let from = key.address();
+        let nonce = match self.next_nonce {
+            Some(n) => n,
+            None => p
+                .pending_nonce(from)
+                .await
+                .map_err(OpsError::chain("reading the sender's nonce"))?,
+        };
+        let estimate = p
+            .estimate_gas(from, tx.to, tx.value, &tx.data)
+            .await
+            .map_err(|e| {
+                if e.is_revert() {
+                    OpsError::Reverted {
+                        what: tx.what.clone(),
+                        tx: None,
+                        reason: revert_reason(&e),
+                    }
+                } else {
+                    OpsError::chain(format!("estimating gas for {}", tx.what))(e)
+                }
+            })?;
+        // 20 % headroom: estimates are exact for the state they ran on, and the 63/64 rule of
+        // nested calls (CREATE2 through the deployer) punishes a tight limit.
+        let gas_limit = estimate.saturating_mul(6) / 5 + 10_000;
+        let fees = match p.base_fee().await.map_err(OpsError::chain("reading the base fee"))? {
+            Some(base) => {
+                let tip = p.max_priority_fee().await.unwrap_or(1_000_000);
+                Fees::Eip1559 {
+                    max_fee_per_gas: base.saturating_mul(2).saturating_add(tip),
+                    max_priority_fee_per_gas: tip,
+                }
+            }
+            None => Fees::Legacy {
+                gas_price: p.gas_price().await.map_err(OpsError::chain("reading the gas price"))?,
+            },
+        };
+        let request = TxRequest {
+            chain_id: self.chain_id,
+            nonce,
+            gas_limit,
+            fees,
+            to: tx.to,
+            value: tx.value,
+            data: tx.data.to_vec(),
+        };
+        let (raw, local_hash) = request
+            .sign(&key.key)
+            .map_err(|e| OpsError::Unexpected(format!("signing {}: {e}", tx.what)))?;
+        let hash = p
+            .send_raw(&raw)
+            .await
+            .map_err(OpsError::chain(format!("sending {}", tx.what)))?;
+        if hash != local_hash {
+            tracing::warn!(%hash, %local_hash, "the node reports another transaction hash");
+        }
+        self.next_nonce = Some(nonce + 1);
+        eprintln!("sent {} in {hash}", tx.what);
+        let receipt = self.wait(hash, &tx.what).await?;
+        if !receipt.success {
+            return Err(OpsError::Reverted {
+                what: tx.what,
+                tx: Some(hash),
+                reason: "the receipt has status 0".into(),
+            });
+        }
+        self.sent.push(receipt.clone());
+        self.planned.push(tx);
+        Ok(Some(receipt))
+    }
+
+    async fn wait(&self, hash: B256, what: &str) -> Result<Receipt, OpsError> {
+        let deadline = tokio::time::Instant::now() + self.receipt_timeout;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.provider.receipt(hash).await {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("polling the receipt of {hash}: {e}"),
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(OpsError::Unexpected(format!(
+                    "{what}: transaction {hash} not mined within {:?}; check it on an explorer \
+                     before re-running (re-running is safe: every command checks the chain first)",
+                    self.receipt_timeout
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// The collected transactions as a Safe Transaction Builder batch file (`version`,
+    /// `chainId`, `meta`, `transactions: [{to, value, data}]`). `value` is a decimal wei string,
+    /// as the Transaction Builder writes it. No checksum: the builder only verifies one if present.
+    pub fn safe_batch(&self, name: &str, description: &str) -> Value {
+        let created_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let txs: Vec<Value> = self
+            .planned
+            .iter()
+            .map(|t| {
+                json!({
+                    "to": t.to.to_checksum(None),
+                    "value": t.value.to_string(),
+                    "data": t.data,
+                    "contractMethod": null,
+                    "contractInputsValues": null,
+                })
+            })
+            .collect();
+        let steps: Vec<String> = self
+            .planned
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{}. {}", i + 1, t.what))
+            .collect();
+        let mut description = description.to_string();
+        if !steps.is_empty() {
+            if !description.is_empty() {
+                description.push_str(" — ");
+            }
+            description.push_str(&steps.join("; "));
+        }
+        json!({
+            "version": "1.0",
+            "chainId": self.chain_id.to_string(),
+            "createdAt": created_at,
+            "meta": {
+                "name": name,
+                "description": description,
+                "txBuilderVersion": "1.16.5",
+                "createdFromSafeAddress": self.sender().map(|a| a.to_checksum(None)).unwrap_or_default(),
+                "createdFromOwnerAddress": "",
+            },
+            "transactions": txs,
+        })
+    }
+}
+
+/// A revert as an operator can read it: our contracts' custom errors by name, `Error(string)`
+/// text, or the raw selector.
+pub fn revert_reason(e: &RpcError) -> String {
+    match e.revert_data() {
+        Some(data) if !data.is_empty() => {
+            let decoded = attestmesh_chain::revert::decode(data);
+            match extra_error_name(data) {
+                Some(name) if decoded.name().is_none() => name.to_string(),
+                _ => decoded.to_string(),
+            }
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Errors of contracts the chain crate does not decode: OpenZeppelin's Ownable and UUPS, and
+/// the stock dstack app model.
+fn extra_error_name(data: &[u8]) -> Option<&'static str> {
+    use alloy_sol_types::SolError;
+    let sel: [u8; 4] = data.get(..4)?.try_into().ok()?;
+    use crate::bindings::IOperatorErrors as E;
+    [
+        (E::OwnableUnauthorizedAccount::SELECTOR, "OwnableUnauthorizedAccount (the sender is not the owner)"),
+        (E::NotOwner::SELECTOR, "NotOwner (the sender is not the app's owner)"),
+        (E::OnlyClusterOwner::SELECTOR, "OnlyClusterOwner"),
+        (E::UUPSUnauthorizedCallContext::SELECTOR, "UUPSUnauthorizedCallContext"),
+        (E::UUPSUnsupportedProxiableUUID::SELECTOR, "UUPSUnsupportedProxiableUUID"),
+        (E::ERC1967InvalidImplementation::SELECTOR, "ERC1967InvalidImplementation"),
+        (E::InvalidInitialization::SELECTOR, "InvalidInitialization (already bound)"),
+        (E::ZeroPubKey::SELECTOR, "ZeroPubKey"),
+    ]
+    .into_iter()
+    .find(|(s, _)| *s == sel)
+    .map(|(_, n)| n)
+}
