@@ -225,7 +225,9 @@ impl PolicyChange {
 
     fn calldata(&self) -> Vec<u8> {
         match *self {
-            PolicyChange::AddComposeHash(composeHash) => P::addComposeHashCall { composeHash }.abi_encode(),
+            PolicyChange::AddComposeHash(composeHash) => {
+                P::addComposeHashCall { composeHash }.abi_encode()
+            }
             PolicyChange::RemoveComposeHash(composeHash) => {
                 P::removeComposeHashCall { composeHash }.abi_encode()
             }
@@ -249,16 +251,35 @@ impl PolicyChange {
     /// Whether the cluster already has what this change asks for.
     async fn in_effect(&self, p: &Provider, cluster: Address) -> Result<bool, OpsError> {
         Ok(match *self {
-            PolicyChange::AddComposeHash(composeHash) | PolicyChange::RemoveComposeHash(composeHash) => {
-                let on = view(p, cluster, P::allowedComposeHashesCall { composeHash }, "allowedComposeHashes").await?;
+            PolicyChange::AddComposeHash(composeHash)
+            | PolicyChange::RemoveComposeHash(composeHash) => {
+                let on = view(
+                    p,
+                    cluster,
+                    P::allowedComposeHashesCall { composeHash },
+                    "allowedComposeHashes",
+                )
+                .await?;
                 on == matches!(self, PolicyChange::AddComposeHash(_))
             }
             PolicyChange::AddDevice(deviceId) | PolicyChange::RemoveDevice(deviceId) => {
-                let on = view(p, cluster, P::allowedDeviceIdsCall { deviceId }, "allowedDeviceIds").await?;
+                let on = view(
+                    p,
+                    cluster,
+                    P::allowedDeviceIdsCall { deviceId },
+                    "allowedDeviceIds",
+                )
+                .await?;
                 on == matches!(self, PolicyChange::AddDevice(_))
             }
             PolicyChange::AddKmsRoot(kmsRoot) | PolicyChange::RemoveKmsRoot(kmsRoot) => {
-                let on = view(p, cluster, P::allowedKmsRootsCall { kmsRoot }, "allowedKmsRoots").await?;
+                let on = view(
+                    p,
+                    cluster,
+                    P::allowedKmsRootsCall { kmsRoot },
+                    "allowedKmsRoots",
+                )
+                .await?;
                 on == matches!(self, PolicyChange::AddKmsRoot(_))
             }
             PolicyChange::AddAppId(appId) | PolicyChange::RemoveAppId(appId) => {
@@ -269,7 +290,14 @@ impl PolicyChange {
                 view(p, cluster, P::allowAnyDeviceCall {}, "allowAnyDevice").await? == b
             }
             PolicyChange::SetRequireTcbUpToDate(b) => {
-                view(p, cluster, P::requireTcbUpToDateCall {}, "requireTcbUpToDate").await? == b
+                view(
+                    p,
+                    cluster,
+                    P::requireTcbUpToDateCall {},
+                    "requireTcbUpToDate",
+                )
+                .await?
+                    == b
             }
         })
     }
@@ -294,7 +322,13 @@ pub async fn require_cluster_owner(
             hint: "check --cluster and --rpc-url",
         });
     }
-    let owner = view(p, cluster, IClusterViews::clusterOwnerCall {}, "clusterOwner()").await?;
+    let owner = view(
+        p,
+        cluster,
+        IClusterViews::clusterOwnerCall {},
+        "clusterOwner()",
+    )
+    .await?;
     if let Some(sender) = exec.sender()
         && sender != owner
     {
@@ -326,7 +360,11 @@ pub async fn change_policy(
         PolicyChange::AddKmsRoot(root)
             if root == DEV_KMS_ROOT_ADDRESS && !is_dev_chain(exec.chain_id()) =>
         {
-            guard(force, &mut forced_warnings, dev_root_warning(exec.chain_id()))?;
+            guard(
+                force,
+                &mut forced_warnings,
+                dev_root_warning(exec.chain_id()),
+            )?;
         }
         PolicyChange::RemoveComposeHash(hash) => {
             if let Some(msg) = originator_compose_warning(&p, cluster, hash, scan_from).await? {
@@ -358,7 +396,13 @@ async fn originator_compose_warning(
     hash: B256,
     scan_from: u64,
 ) -> Result<Option<String>, OpsError> {
-    let members = view(p, cluster, IAttestWrite::listMembersCall {}, "listMembers()").await?;
+    let members = view(
+        p,
+        cluster,
+        IAttestWrite::listMembersCall {},
+        "listMembers()",
+    )
+    .await?;
     let Some(originator) = members.first() else {
         return Ok(None);
     };
@@ -494,7 +538,12 @@ pub struct ClusterInfo {
 
 /// Reads a cluster. Allowlists are mappings on chain, so they are enumerated from the policy
 /// events (the initializer emits them too) and each entry is confirmed with its view.
-pub async fn show(p: &Provider, chain_id: u64, cluster: Address, scan_from: u64) -> Result<ClusterInfo, OpsError> {
+pub async fn show(
+    p: &Provider,
+    chain_id: u64,
+    cluster: Address,
+    scan_from: u64,
+) -> Result<ClusterInfo, OpsError> {
     if !p
         .has_code(cluster)
         .await
@@ -507,36 +556,90 @@ pub async fn show(p: &Provider, chain_id: u64, cluster: Address, scan_from: u64)
             hint: "check --cluster and --rpc-url",
         });
     }
-    let cluster_owner = view(p, cluster, IClusterViews::clusterOwnerCall {}, "clusterOwner()").await?;
-    let pending = view(p, cluster, IClusterViews::pendingClusterOwnerCall {}, "pendingClusterOwner()").await?;
+    let cluster_owner = view(
+        p,
+        cluster,
+        IClusterViews::clusterOwnerCall {},
+        "clusterOwner()",
+    )
+    .await?;
+    let pending = view(
+        p,
+        cluster,
+        IClusterViews::pendingClusterOwnerCall {},
+        "pendingClusterOwner()",
+    )
+    .await?;
     let diamond_owner = view(p, cluster, IClusterViews::ownerCall {}, "owner()").await?;
     let cidr = view(p, cluster, IClusterViews::meshCidrCall {}, "meshCidr()").await?;
     let mesh_cidr = MeshCidr::new(cidr.ip, cidr.prefix)
         .map(|c| c.to_string())
         .unwrap_or_else(|e| format!("invalid ({e})"));
-    let member_count: U256 = view(p, cluster, IClusterViews::memberCountCall {}, "memberCount()").await?;
-    let csk = view(p, cluster, IClusterViews::cskCommitmentCall {}, "cskCommitment()").await?;
+    let member_count: U256 = view(
+        p,
+        cluster,
+        IClusterViews::memberCountCall {},
+        "memberCount()",
+    )
+    .await?;
+    let csk = view(
+        p,
+        cluster,
+        IClusterViews::cskCommitmentCall {},
+        "cskCommitment()",
+    )
+    .await?;
     let member_factory = view(p, cluster, P::memberFactoryCall {}, "memberFactory()").await?;
     let allow_any_device = view(p, cluster, P::allowAnyDeviceCall {}, "allowAnyDevice()").await?;
-    let require_tcb_up_to_date = view(p, cluster, P::requireTcbUpToDateCall {}, "requireTcbUpToDate()").await?;
+    let require_tcb_up_to_date = view(
+        p,
+        cluster,
+        P::requireTcbUpToDateCall {},
+        "requireTcbUpToDate()",
+    )
+    .await?;
 
-    let head = p.block_number().await.map_err(OpsError::chain("reading the block number"))?;
+    let head = p
+        .block_number()
+        .await
+        .map_err(OpsError::chain("reading the block number"))?;
     let history = policy_history(p, cluster, scan_from).await?;
     let mut compose_hashes = Vec::new();
     for composeHash in replay(&history.compose, head) {
-        if view(p, cluster, P::allowedComposeHashesCall { composeHash }, "allowedComposeHashes").await? {
+        if view(
+            p,
+            cluster,
+            P::allowedComposeHashesCall { composeHash },
+            "allowedComposeHashes",
+        )
+        .await?
+        {
             compose_hashes.push(composeHash);
         }
     }
     let mut devices = Vec::new();
     for deviceId in replay(&history.devices, head) {
-        if view(p, cluster, P::allowedDeviceIdsCall { deviceId }, "allowedDeviceIds").await? {
+        if view(
+            p,
+            cluster,
+            P::allowedDeviceIdsCall { deviceId },
+            "allowedDeviceIds",
+        )
+        .await?
+        {
             devices.push(deviceId);
         }
     }
     let mut kms_roots = Vec::new();
     for kmsRoot in replay(&history.kms_roots, head) {
-        if view(p, cluster, P::allowedKmsRootsCall { kmsRoot }, "allowedKmsRoots").await? {
+        if view(
+            p,
+            cluster,
+            P::allowedKmsRootsCall { kmsRoot },
+            "allowedKmsRoots",
+        )
+        .await?
+        {
             kms_roots.push(kmsRoot);
         }
     }
@@ -584,12 +687,25 @@ pub struct MemberInfo {
 
 /// The members in registration order, with ids and mesh IPs as the chain computes them.
 pub async fn members(p: &Provider, cluster: Address) -> Result<Vec<MemberInfo>, OpsError> {
-    let list: Vec<MemberRecord> =
-        view(p, cluster, IAttestWrite::listMembersCall {}, "listMembers()").await?;
+    let list: Vec<MemberRecord> = view(
+        p,
+        cluster,
+        IAttestWrite::listMembersCall {},
+        "listMembers()",
+    )
+    .await?;
     let mut out = Vec::with_capacity(list.len());
     for (index, m) in list.into_iter().enumerate() {
         let member_id = attestmesh_core::ids::member_id(cluster, m.memberContract, m.attestorId);
-        let ip = view(p, cluster, IClusterViews::meshIpOfCall { memberId: member_id }, "meshIpOf").await?;
+        let ip = view(
+            p,
+            cluster,
+            IClusterViews::meshIpOfCall {
+                memberId: member_id,
+            },
+            "meshIpOf",
+        )
+        .await?;
         out.push(MemberInfo {
             index,
             member_id,
@@ -612,7 +728,13 @@ pub fn render_info(i: &ClusterInfo) -> String {
         let n = rows.len();
         rows.insert(n, (k.to_string(), v));
     };
-    let list = |v: Vec<String>| if v.is_empty() { "(none)".to_string() } else { v.join("\n") };
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.join("\n")
+        }
+    };
     push("cluster", i.cluster.to_string());
     push("chain id", i.chain_id.to_string());
     push("cluster owner", i.cluster_owner.to_string());
@@ -624,13 +746,24 @@ pub fn render_info(i: &ClusterInfo) -> String {
     push("members", i.member_count.to_string());
     push(
         "CSK commitment",
-        i.csk_commitment.map(|c| c.to_string()).unwrap_or_else(|| "(not set: no originator yet)".into()),
+        i.csk_commitment
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "(not set: no originator yet)".into()),
     );
     push("member factory", i.member_factory.to_string());
     push("allow any device", i.allow_any_device.to_string());
-    push("require TCB up to date", i.require_tcb_up_to_date.to_string());
-    push("compose hashes", list(i.compose_hashes.iter().map(|h| h.to_string()).collect()));
-    push("devices", list(i.devices.iter().map(|h| h.to_string()).collect()));
+    push(
+        "require TCB up to date",
+        i.require_tcb_up_to_date.to_string(),
+    );
+    push(
+        "compose hashes",
+        list(i.compose_hashes.iter().map(|h| h.to_string()).collect()),
+    );
+    push(
+        "devices",
+        list(i.devices.iter().map(|h| h.to_string()).collect()),
+    );
     push(
         "KMS roots",
         list(
@@ -646,7 +779,10 @@ pub fn render_info(i: &ClusterInfo) -> String {
                 .collect(),
         ),
     );
-    push("app ids", list(i.app_ids.iter().map(|a| a.to_string()).collect()));
+    push(
+        "app ids",
+        list(i.app_ids.iter().map(|a| a.to_string()).collect()),
+    );
     let width = rows.values().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = String::new();
     for (k, v) in rows.values() {
@@ -670,7 +806,11 @@ pub fn render_members(members: &[MemberInfo]) -> String {
     for m in members {
         out.push_str(&format!(
             "{:<3} {:<66} {:<42} {:<15} {:>9}  {}\n{:<139}  {}\n{:<139}  {}\n",
-            if m.index == 0 { "0*".to_string() } else { m.index.to_string() },
+            if m.index == 0 {
+                "0*".to_string()
+            } else {
+                m.index.to_string()
+            },
             m.member_id.to_string(),
             m.member_contract.to_string(),
             m.mesh_ip.to_string(),

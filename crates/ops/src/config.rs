@@ -236,12 +236,24 @@ require_tcb_up_to_date = true
         assert!(key_of(&GOOD.replace("10.13.0.0/16", "10.13.0.1/16")).starts_with("mesh_cidr"));
         assert!(key_of(&GOOD.replace("10.13.0.0/16", "10.13.0.0/31")).starts_with("mesh_cidr"));
         assert!(
-            key_of(&GOOD.replace("0x3333333333333333333333333333333333333333333333333333333333333333", "0x33"))
-                .starts_with("compose_hashes[0]")
+            key_of(&GOOD.replace(
+                "0x3333333333333333333333333333333333333333333333333333333333333333",
+                "0x33"
+            ))
+            .starts_with("compose_hashes[0]")
         );
         assert!(key_of(&GOOD.replace("owner = ", "#")).starts_with("owner: missing"));
-        assert!(key_of(&GOOD.replace("kms_roots = [\"0x2222222222222222222222222222222222222222\"]", "kms_roots = []")).starts_with("kms_roots"));
-        assert!(key_of(&GOOD.replace("allow_any_device = true", "allow_any_device = false")).starts_with("devices"));
+        assert!(
+            key_of(&GOOD.replace(
+                "kms_roots = [\"0x2222222222222222222222222222222222222222\"]",
+                "kms_roots = []"
+            ))
+            .starts_with("kms_roots")
+        );
+        assert!(
+            key_of(&GOOD.replace("allow_any_device = true", "allow_any_device = false"))
+                .starts_with("devices")
+        );
         let typo = key_of(&GOOD.replace("require_tcb_up_to_date", "require_tcb_uptodate"));
         assert!(typo.contains("require_tcb_uptodate"), "{typo}");
     }

@@ -75,7 +75,10 @@ impl Deployments {
         if d.chain_id != chain_id {
             return Err(OpsError::Deployments {
                 path,
-                reason: format!("it is for chain {}, the RPC is chain {chain_id}", d.chain_id),
+                reason: format!(
+                    "it is for chain {}, the RPC is chain {chain_id}",
+                    d.chain_id
+                ),
             });
         }
         Ok(Some(d))

@@ -51,8 +51,7 @@ impl LocalKey {
         let body = text.trim();
         let body = body.strip_prefix("0x").unwrap_or(body);
         let bytes = Zeroizing::new(
-            alloy_primitives::hex::decode(body)
-                .map_err(|_| bad("not a hex private key".into()))?,
+            alloy_primitives::hex::decode(body).map_err(|_| bad("not a hex private key".into()))?,
         );
         if bytes.len() != 32 {
             return Err(bad(format!(
@@ -217,7 +216,11 @@ impl Executor {
         // 20 % headroom: estimates are exact for the state they ran on, and the 63/64 rule of
         // nested calls (CREATE2 through the deployer) punishes a tight limit.
         let gas_limit = estimate.saturating_mul(6) / 5 + 10_000;
-        let fees = match p.base_fee().await.map_err(OpsError::chain("reading the base fee"))? {
+        let fees = match p
+            .base_fee()
+            .await
+            .map_err(OpsError::chain("reading the base fee"))?
+        {
             Some(base) => {
                 let tip = p.max_priority_fee().await.unwrap_or(1_000_000);
                 Fees::Eip1559 {
@@ -226,7 +229,10 @@ impl Executor {
                 }
             }
             None => Fees::Legacy {
-                gas_price: p.gas_price().await.map_err(OpsError::chain("reading the gas price"))?,
+                gas_price: p
+                    .gas_price()
+                    .await
+                    .map_err(OpsError::chain("reading the gas price"))?,
             },
         };
         let request = TxRequest {
@@ -356,13 +362,31 @@ fn extra_error_name(data: &[u8]) -> Option<&'static str> {
     let sel: [u8; 4] = data.get(..4)?.try_into().ok()?;
     use crate::bindings::IOperatorErrors as E;
     [
-        (E::OwnableUnauthorizedAccount::SELECTOR, "OwnableUnauthorizedAccount (the sender is not the owner)"),
-        (E::NotOwner::SELECTOR, "NotOwner (the sender is not the app's owner)"),
+        (
+            E::OwnableUnauthorizedAccount::SELECTOR,
+            "OwnableUnauthorizedAccount (the sender is not the owner)",
+        ),
+        (
+            E::NotOwner::SELECTOR,
+            "NotOwner (the sender is not the app's owner)",
+        ),
         (E::OnlyClusterOwner::SELECTOR, "OnlyClusterOwner"),
-        (E::UUPSUnauthorizedCallContext::SELECTOR, "UUPSUnauthorizedCallContext"),
-        (E::UUPSUnsupportedProxiableUUID::SELECTOR, "UUPSUnsupportedProxiableUUID"),
-        (E::ERC1967InvalidImplementation::SELECTOR, "ERC1967InvalidImplementation"),
-        (E::InvalidInitialization::SELECTOR, "InvalidInitialization (already bound)"),
+        (
+            E::UUPSUnauthorizedCallContext::SELECTOR,
+            "UUPSUnauthorizedCallContext",
+        ),
+        (
+            E::UUPSUnsupportedProxiableUUID::SELECTOR,
+            "UUPSUnsupportedProxiableUUID",
+        ),
+        (
+            E::ERC1967InvalidImplementation::SELECTOR,
+            "ERC1967InvalidImplementation",
+        ),
+        (
+            E::InvalidInitialization::SELECTOR,
+            "InvalidInitialization (already bound)",
+        ),
         (E::ZeroPubKey::SELECTOR, "ZeroPubKey"),
     ]
     .into_iter()

@@ -55,7 +55,13 @@ pub async fn register(
             hint: "run deploy-infra first",
         });
     }
-    let owner = view(&p, registry, IIndexerRegistry::ownerCall {}, "IndexerRegistry.owner()").await?;
+    let owner = view(
+        &p,
+        registry,
+        IIndexerRegistry::ownerCall {},
+        "IndexerRegistry.owner()",
+    )
+    .await?;
     if let Some(sender) = exec.sender()
         && sender != owner
     {
@@ -65,7 +71,13 @@ pub async fn register(
             sender,
         });
     }
-    let current = view(&p, registry, IIndexerRegistry::currentCall {}, "IndexerRegistry.current()").await?;
+    let current = view(
+        &p,
+        registry,
+        IIndexerRegistry::currentCall {},
+        "IndexerRegistry.current()",
+    )
+    .await?;
     if current.endpoint == endpoint && current.codeId == code_id && current.pubKey == pub_key {
         return Ok(IndexerOutcome::AlreadyCurrent);
     }

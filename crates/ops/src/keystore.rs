@@ -139,7 +139,9 @@ pub fn decrypt(json_text: &str, password: &[u8]) -> Result<SigningKey, KeystoreE
     let ciphertext = hex_field(crypto, "ciphertext")?;
     let mac = hex_field(crypto, "mac")?;
     if iv.len() != 16 {
-        return Err(KeystoreError::Format("cipherparams.iv is not 16 bytes".into()));
+        return Err(KeystoreError::Format(
+            "cipherparams.iv is not 16 bytes".into(),
+        ));
     }
     let dk = derive_key(crypto, password)?;
     let mut mac_input = dk[16..32].to_vec();
@@ -240,7 +242,10 @@ mod tests {
         let key = SigningKey::from_slice(&[9; 32]).unwrap();
         let doc = encrypt(&key, b"pw", 4).unwrap();
         assert_eq!(decrypt(&doc, b"pw").unwrap().to_bytes(), key.to_bytes());
-        assert_eq!(decrypt(&doc, b"px").unwrap_err(), KeystoreError::WrongPassword);
+        assert_eq!(
+            decrypt(&doc, b"px").unwrap_err(),
+            KeystoreError::WrongPassword
+        );
         assert!(matches!(
             decrypt("{}", b"pw"),
             Err(KeystoreError::Format(_))

@@ -138,7 +138,9 @@ pub async fn bind(
     let slot = p
         .storage_at(app_id, ERC1967_IMPLEMENTATION_SLOT)
         .await
-        .map_err(OpsError::chain("reading the app's ERC-1967 implementation slot"))?;
+        .map_err(OpsError::chain(
+            "reading the app's ERC-1967 implementation slot",
+        ))?;
     let current_impl = Address::from_word(slot);
     if current_impl == Address::ZERO {
         return Err(OpsError::Unexpected(format!(
@@ -151,7 +153,13 @@ pub async fn bind(
         allowlisted: false,
     };
     if current_impl == member_impl {
-        let bound = view(&p, app_id, IMemberBinding::clusterCall {}, "member cluster()").await?;
+        let bound = view(
+            &p,
+            app_id,
+            IMemberBinding::clusterCall {},
+            "member cluster()",
+        )
+        .await?;
         if bound != cluster {
             return Err(OpsError::Unexpected(format!(
                 "{app_id} is already a ClusterMember bound to cluster {bound}; a member binds once"
@@ -186,8 +194,13 @@ pub async fn bind(
         .await?;
         outcome.upgraded = true;
         if !exec.is_print() {
-            let bound =
-                view(&p, app_id, IMemberBinding::clusterCall {}, "member cluster()").await?;
+            let bound = view(
+                &p,
+                app_id,
+                IMemberBinding::clusterCall {},
+                "member cluster()",
+            )
+            .await?;
             if bound != cluster {
                 return Err(OpsError::Unexpected(format!(
                     "after the upgrade {app_id} reports cluster {bound}, expected {cluster}"
@@ -208,7 +221,9 @@ pub async fn bind(
             exec.submit(PlannedTx {
                 to: cluster,
                 value: U256::ZERO,
-                data: Bytes::from(IDstackPolicy::addAllowedAppIdCall { appId: app_id }.abi_encode()),
+                data: Bytes::from(
+                    IDstackPolicy::addAllowedAppIdCall { appId: app_id }.abi_encode(),
+                ),
                 what: format!("addAllowedAppId({app_id}) on cluster {cluster}"),
             })
             .await?;

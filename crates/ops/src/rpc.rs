@@ -194,7 +194,12 @@ impl Provider {
                     detail: e.to_string(),
                 });
             }
-            Err(_) => return Err(RpcError::Http { method: m(), status }),
+            Err(_) => {
+                return Err(RpcError::Http {
+                    method: m(),
+                    status,
+                });
+            }
         };
         if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
             let data = err
@@ -213,7 +218,10 @@ impl Provider {
             });
         }
         if status >= 400 {
-            return Err(RpcError::Http { method: m(), status });
+            return Err(RpcError::Http {
+                method: m(),
+                status,
+            });
         }
         v.get("result").cloned().ok_or_else(|| RpcError::Malformed {
             method: m(),
@@ -332,7 +340,10 @@ impl Provider {
             detail: format!("bad {k}"),
         };
         let num = |k: &str| -> Result<u64, RpcError> {
-            let s = v.get(k).and_then(Value::as_str).ok_or_else(|| malformed(k))?;
+            let s = v
+                .get(k)
+                .and_then(Value::as_str)
+                .ok_or_else(|| malformed(k))?;
             u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|_| malformed(k))
         };
         Ok(Some(Receipt {
@@ -365,7 +376,10 @@ impl Provider {
             .map(|l| {
                 let field = |k: &str| l.get(k).cloned().ok_or_else(|| malformed(k));
                 let hexnum = |k: &str| -> Result<u64, RpcError> {
-                    let s = l.get(k).and_then(Value::as_str).ok_or_else(|| malformed(k))?;
+                    let s = l
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| malformed(k))?;
                     u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|_| malformed(k))
                 };
                 Ok(Log {
@@ -426,7 +440,10 @@ mod tests {
             Provider::new("not a url", t),
             Err(RpcError::BadUrl(_))
         ));
-        let dbg = format!("{:?}", Provider::new("https://h.example/v2/SECRET", t).unwrap());
+        let dbg = format!(
+            "{:?}",
+            Provider::new("https://h.example/v2/SECRET", t).unwrap()
+        );
         assert!(!dbg.contains("SECRET"), "{dbg}");
     }
 }

@@ -115,11 +115,7 @@ impl TxRequest {
                     out
                 };
                 let (r, s, parity) = sign(key, &keccak256(body(&[])))?;
-                let raw = body(&[
-                    Field::U64(parity.into()),
-                    Field::U256(&r),
-                    Field::U256(&s),
-                ]);
+                let raw = body(&[Field::U64(parity.into()), Field::U256(&r), Field::U256(&s)]);
                 let hash = keccak256(&raw);
                 Ok((raw, hash))
             }
@@ -209,8 +205,6 @@ mod tests {
         let (r, s) = (&raw[n - 65..n - 33], &raw[n - 32..]);
         if raw[n - 66] == 0xa0 && raw[n - 33] == 0xa0 {
             let parity = raw[n - 67];
-            let mut unsigned_fields = raw.clone();
-            unsigned_fields.truncate(0);
             let sig = Signature::from_scalars(
                 <[u8; 32]>::try_from(r).unwrap(),
                 <[u8; 32]>::try_from(s).unwrap(),
