@@ -1,5 +1,8 @@
-//! Solidity bindings for the views and factories the registration flow touches. Mirrors
-//! contracts/src/interfaces/*.sol; selectors are pinned by spec/vectors/selectors.json.
+//! Solidity bindings for every contract surface the workspace touches: the registration flow,
+//! the node's views, the 4337 stack, and the operator commands (admission policy setters and
+//! events, factory events, the Indexer registry, UUPS upgrades of the stock dstack app). One
+//! place, so a changed contract breaks one file. Mirrors contracts/src/interfaces/*.sol;
+//! selectors are pinned by spec/vectors/selectors.json.
 
 use alloy_sol_types::sol;
 
@@ -40,8 +43,19 @@ sol! {
         address dstack;
     }
 
+    /// IndexerRegistry's record (contracts/src/interfaces/IClusterDiamondFactory.sol).
+    #[derive(Debug, PartialEq, Eq)]
+    struct IndexerRecord {
+        string endpoint;
+        bytes32 codeId;
+        bytes32 pubKey;
+        uint64 updatedAt;
+    }
+
     interface IAttestFacet {
         error AlreadyRegistered();
+        function clusterOwner() external view returns (address);
+        function pendingClusterOwner() external view returns (address);
         function isClusterMember(address memberContract) external view returns (bool);
         function memberIdOf(address memberContract) external view returns (bytes32);
         function memberOf(address memberContract) external view returns (MemberRecord memory);
@@ -56,12 +70,75 @@ sol! {
         error BindingMismatch();
         error InvalidPubKeyLength();
         error PointNotOnCurve();
+
+        event ComposeHashAdded(bytes32 composeHash);
+        event ComposeHashRemoved(bytes32 composeHash);
+        event DeviceAdded(bytes32 deviceId);
+        event DeviceRemoved(bytes32 deviceId);
+        event AllowAnyDeviceSet(bool allowAny);
+        event RequireTcbUpToDateSet(bool required);
+        event KmsRootAdded(address kmsRoot);
+        event KmsRootRemoved(address kmsRoot);
+        event AppIdAdded(address appId);
+        event AppIdRemoved(address appId);
+
+        function addComposeHash(bytes32 composeHash) external;
+        function removeComposeHash(bytes32 composeHash) external;
+        function addDevice(bytes32 deviceId) external;
+        function removeDevice(bytes32 deviceId) external;
+        function setAllowAnyDevice(bool allowAny) external;
+        function setRequireTcbUpToDate(bool required) external;
+        function addAllowedKmsRoot(address kmsRoot) external;
+        function removeAllowedKmsRoot(address kmsRoot) external;
+        function addAllowedAppId(address appId) external;
+        function removeAllowedAppId(address appId) external;
+
+        function allowedComposeHashes(bytes32 composeHash) external view returns (bool);
+        function allowedDeviceIds(bytes32 deviceId) external view returns (bool);
+        function allowAnyDevice() external view returns (bool);
+        function requireTcbUpToDate() external view returns (bool);
         function allowedKmsRoots(address kmsRoot) external view returns (bool);
+        function allowedAppIds(address appId) external view returns (bool);
+        function memberFactory() external view returns (address);
     }
 
     interface IClusterMember {
         function cluster() external view returns (address);
         function owner() external view returns (address);
+        /// Binds a stock dstack app upgraded to ClusterMember (called through upgradeToAndCall).
+        function reinitializeFromDstackApp(address cluster) external;
+    }
+
+    /// The diamond's ERC-173 owner (OwnershipFacet), who may cut facets.
+    interface IOwnershipFacet {
+        function owner() external view returns (address);
+    }
+
+    /// A UUPS proxy: the stock dstack app a member starts as, or a ClusterMember.
+    interface IUups {
+        function upgradeToAndCall(address newImplementation, bytes data) external payable;
+        function proxiableUUID() external view returns (bytes32);
+        /// The stock dstack app's owner (who alone may upgrade it).
+        function owner() external view returns (address);
+    }
+
+    interface IIndexerRegistry {
+        event IndexerUpdated(string endpoint, bytes32 codeId, bytes32 pubKey, uint64 updatedAt);
+        function current() external view returns (IndexerRecord memory);
+        function setIndexer(IndexerRecord calldata record) external;
+        /// OpenZeppelin Ownable: only the owner may set the record.
+        function owner() external view returns (address);
+    }
+
+    /// Errors of contracts outside this repository's interfaces (OpenZeppelin Ownable and UUPS,
+    /// the stock dstack app), which operator commands name when they revert.
+    interface IExternalErrors {
+        error OwnableUnauthorizedAccount(address account);
+        error NotOwner();
+        error UUPSUnauthorizedCallContext();
+        error UUPSUnsupportedProxiableUUID(bytes32 slot);
+        error ERC1967InvalidImplementation(address implementation);
+        error InvalidInitialization();
     }
 
     interface IClusterMemberAccount {
@@ -163,12 +240,15 @@ sol! {
     }
 
     interface IClusterMemberFactory {
+        event MemberDeployed(address indexed member, address indexed cluster, bytes32 salt);
+        function implementation() external view returns (address);
         function deployMember(address cluster, bytes32 salt) external returns (address member);
         function predictMemberAddress(address cluster, bytes32 salt) external view returns (address);
         function isOurMember(address member) external view returns (bool);
     }
 
     interface IClusterDiamondFactory {
+        event ClusterDeployed(address indexed cluster, address indexed clusterOwner, bytes32 salt);
         function deployCluster(ClusterInitArgs args, bytes32 salt) external returns (address cluster);
         function predictClusterAddress(ClusterInitArgs args, bytes32 salt) external view returns (address);
         function isDeployedCluster(address cluster) external view returns (bool);

@@ -1,6 +1,7 @@
 //! Contract bindings, chain reader, log follower, UserOperation builder, bundler and paymaster clients, deployment helpers.
 //!
-//! So far: a minimal JSON-RPC client ([`rpc`]), the bindings the node touches ([`bindings`]),
+//! So far: the workspace's JSON-RPC client over http and https ([`rpc`]), signed transactions
+//! from a local key ([`tx`]: EIP-1559/EIP-155, gas margin, receipt waiting), the bindings the node touches ([`bindings`]),
 //! revert decoding into our contract errors ([`revert`]), the ERC-4337 v0.7 UserOperation client
 //! ([`userop`], over [`bundler`] and the ERC-7677 [`paymaster`] client, retrying with
 //! [`backoff`]), deployment of the AttestMesh infrastructure from compiled artifacts ([`deploy`])
@@ -15,4 +16,5 @@ pub mod devstack;
 pub mod paymaster;
 pub mod revert;
 pub mod rpc;
+pub mod tx;
 pub mod userop;

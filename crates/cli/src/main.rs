@@ -18,6 +18,18 @@ struct Cli {
     #[arg(long, env = "LOG", default_value = "info", global = true)]
     log: String,
 
+    /// Log output: `json` (one object per line, for log shippers) or `pretty` (human-readable).
+    // The node agent's own `--log-format` has the same id and type: clap then keeps one setting
+    // for both levels (`attestmesh --log-format json node` = `attestmesh node --log-format json`).
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "pretty",
+        global = true
+    )]
+    log_format: attestmesh_node::config::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -57,11 +69,15 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        attestmesh_node::config::LogFormat::Json => logger.json().with_ansi(false).init(),
+        attestmesh_node::config::LogFormat::Pretty => logger
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match dispatch(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -8,11 +8,15 @@ mod devnet_common;
 use std::process::Command;
 
 use attestmesh_lab::devnet;
-use devnet_common::{SERIAL, prerequisites, up};
+use devnet_common::{SERIAL, prerequisites, runtime, up};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_reach_healthy_and_down_leaves_nothing() {
+#[test]
+fn three_nodes_reach_healthy_and_down_leaves_nothing() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    runtime().block_on(three_nodes_reach_healthy_and_down_leaves_nothing_async());
+}
+
+async fn three_nodes_reach_healthy_and_down_leaves_nothing_async() {
     let Some(exe) = prerequisites(true) else {
         return;
     };

@@ -12,6 +12,7 @@ use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy_sol_types::{SolCall, SolEvent, sol};
 use attestmesh_chain::bindings::{IAttestFacet, IAttestWrite, IClusterMember, IMessageFacet};
 use attestmesh_chain::rpc::{RpcClient, RpcError};
+use attestmesh_core::follower::BlockRef;
 use attestmesh_core::ids::member_id;
 use attestmesh_core::keys::X25519Secret;
 use attestmesh_core::mesh::MeshCidr;
@@ -246,27 +247,33 @@ impl ClusterReader {
         Ok(out)
     }
 
-    /// The hash of block `n` (for reorg detection), `None` if the node does not have it.
-    pub async fn block_hash(&self, n: u64) -> Result<Option<B256>, ChainError> {
+    /// The header of block `n` (number, hash, parent hash) for the follower's reorg check;
+    /// `None` if the node does not have the block (yet).
+    pub async fn block_ref(&self, n: u64) -> Result<Option<BlockRef>, ChainError> {
+        const WHAT: &str = "eth_getBlockByNumber";
         let b: Value = self
             .rpc
-            .call("eth_getBlockByNumber", json!([format!("{n:#x}"), false]))
+            .call(WHAT, json!([format!("{n:#x}"), false]))
             .await
-            .map_err(|source| ChainError::Rpc {
-                what: "eth_getBlockByNumber",
-                source,
-            })?;
+            .map_err(|source| ChainError::Rpc { what: WHAT, source })?;
         if b.is_null() {
             return Ok(None);
         }
-        b.get("hash")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<B256>().ok())
+        parse_block_ref(&b)
+            .filter(|r| r.number == n)
             .map(Some)
-            .ok_or(ChainError::Decode {
-                what: "eth_getBlockByNumber",
-            })
+            .ok_or(ChainError::Decode { what: WHAT })
     }
+}
+
+fn parse_block_ref(b: &Value) -> Option<BlockRef> {
+    let field = |k: &str| -> Option<B256> { b.get(k)?.as_str()?.parse().ok() };
+    let number: U256 = serde_json::from_value(b.get("number")?.clone()).ok()?;
+    Some(BlockRef {
+        number: u64::try_from(number).ok()?,
+        hash: field("hash")?,
+        parent_hash: field("parentHash")?,
+    })
 }
 
 /// One decoded `MessageSent` log.
@@ -425,5 +432,25 @@ mod tests {
         assert_eq!(p.ciphertext.len(), 60);
         assert!(!p.removed);
         assert!(parse_message_log(&json!({"topics": []})).is_none());
+    }
+
+    #[test]
+    fn block_headers_parse_or_are_refused() {
+        let h = B256::repeat_byte(2);
+        let p = B256::repeat_byte(1);
+        let b = json!({"number": "0x2a", "hash": h, "parentHash": p, "miner": "0x00"});
+        assert_eq!(
+            parse_block_ref(&b),
+            Some(BlockRef {
+                number: 42,
+                hash: h,
+                parent_hash: p
+            })
+        );
+        assert_eq!(parse_block_ref(&json!({"number": "0x2a", "hash": h})), None);
+        assert_eq!(
+            parse_block_ref(&json!({"number": "zz", "hash": h, "parentHash": p})),
+            None
+        );
     }
 }

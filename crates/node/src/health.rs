@@ -20,6 +20,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use attestmesh_indexer::intake::IntakeStats;
+
 use crate::state::Shared;
 
 /// Domain tag of the attestation report data: `keccak256(tag ‖ cluster ‖ member contract ‖
@@ -250,7 +252,7 @@ pub fn metrics(shared: &Shared) -> String {
         "Last block processed by the chain follower.",
         s.chain_head,
     );
-    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 14] = [
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 15] = [
         (
             "attestmesh_heartbeats_sent_total",
             "Heartbeats sent.",
@@ -321,6 +323,11 @@ pub fn metrics(shared: &Shared) -> String {
             "Members whose mesh IP collides with an earlier member.",
             &m.mesh_ip_collisions,
         ),
+        (
+            "attestmesh_indexer_wakeups_total",
+            "Verified Indexer wake-ups that made the follower poll early.",
+            &m.indexer_wakeups,
+        ),
     ];
     for (name, help, c) in counters {
         let _ = writeln!(
@@ -329,7 +336,81 @@ pub fn metrics(shared: &Shared) -> String {
             c.load(Ordering::Relaxed)
         );
     }
+    intake_metrics(&mut out, shared.intake_stats().as_deref());
     out
+}
+
+/// The Indexer intake's counters. Exported so an operator sees an Indexer that lies (adversarial
+/// teardowns), flaps (resubscribes) or is simply absent (enabled 0) — the agent stays correct in
+/// all three cases, but latency silently falls back to the poll interval.
+fn intake_metrics(out: &mut String, stats: Option<&IntakeStats>) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP attestmesh_indexer_intake_enabled 1 when INDEXER_REGISTRY is set and the intake runs.\n\
+         # TYPE attestmesh_indexer_intake_enabled gauge\nattestmesh_indexer_intake_enabled {}",
+        u64::from(stats.is_some())
+    );
+    let Some(st) = stats else {
+        return;
+    };
+    let get = IntakeStats::get;
+    let sessions = get(&st.sessions);
+    let counters: [(&str, &str, u64); 7] = [
+        (
+            "attestmesh_indexer_pushes_verified_total",
+            "Indexer pushes whose signature and fields verified against the registry key.",
+            get(&st.pushes_verified),
+        ),
+        (
+            "attestmesh_indexer_pushes_rejected_total",
+            "Indexer pushes rejected (each tears its subscription down).",
+            get(&st.pushes_rejected),
+        ),
+        (
+            "attestmesh_indexer_subscriptions_total",
+            "Indexer subscriptions opened.",
+            sessions,
+        ),
+        (
+            "attestmesh_indexer_resubscribes_total",
+            "Indexer subscriptions opened after the first.",
+            sessions.saturating_sub(1),
+        ),
+        (
+            "attestmesh_indexer_repro_checks_total",
+            "Pushed reproduction stubs re-run against our own RPC.",
+            get(&st.repro_checks),
+        ),
+        (
+            "attestmesh_indexer_registry_reads_total",
+            "IndexerRegistry.current() reads.",
+            get(&st.registry_reads),
+        ),
+        (
+            "attestmesh_indexer_wakeups_sent_total",
+            "Wake-ups the intake handed to the follower.",
+            get(&st.wakeups_sent),
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    }
+    let name = "attestmesh_indexer_teardowns_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Indexer subscriptions ended, by reason (adversarial = a push failed verification).\n# TYPE {name} counter"
+    );
+    for (reason, v) in [
+        ("adversarial", get(&st.adversarial_teardowns)),
+        ("transport", get(&st.transport_teardowns)),
+        ("rotation", get(&st.rotations)),
+    ] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {v}");
+    }
 }
 
 fn parse_nonce(query: Option<&str>) -> Result<B256, String> {
@@ -499,6 +580,25 @@ mod tests {
         assert!(body.contains("attestmesh_healthy 1"), "{body}");
         assert!(body.contains("# TYPE attestmesh_heartbeats_sent_total counter"));
         assert!(body.contains("attestmesh_members 1"));
+        assert!(
+            body.contains("attestmesh_indexer_intake_enabled 0"),
+            "{body}"
+        );
+        assert!(!body.contains("attestmesh_indexer_pushes_verified_total"));
+        let stats = Arc::new(IntakeStats::default());
+        stats.sessions.store(3, Ordering::Relaxed);
+        stats.pushes_verified.store(5, Ordering::Relaxed);
+        stats.adversarial_teardowns.store(2, Ordering::Relaxed);
+        shared.set_intake_stats(Arc::clone(&stats));
+        let (_, body) = get(addr, "/metrics").await;
+        assert!(
+            body.contains("attestmesh_indexer_intake_enabled 1"),
+            "{body}"
+        );
+        assert!(body.contains("attestmesh_indexer_pushes_verified_total 5"));
+        assert!(body.contains("attestmesh_indexer_resubscribes_total 2"));
+        assert!(body.contains("attestmesh_indexer_teardowns_total{reason=\"adversarial\"} 2"));
+        assert!(body.contains("# TYPE attestmesh_indexer_teardowns_total counter"));
 
         let nonce = B256::repeat_byte(0x42);
         let (code, body) = get(addr, &format!("/attestation?nonce={nonce}")).await;

@@ -20,10 +20,11 @@ use attestmesh_chain::rpc::RpcClient;
 use attestmesh_chain::userop::{UserOpClient, UserOpConfig};
 use attestmesh_core::ids::member_id;
 use attestmesh_core::liveness::{self, Liveness};
+use attestmesh_indexer::intake::{Intake, IntakeConfig, IntakeError, WakeUp};
 use attestmesh_tee::attestor::{Attestor, Derived, OnChainRecord, check_lost_state};
 use attestmesh_tee::client::GuestAgentClient;
 use attestmesh_tee::dstack::{DstackAttestor, OwnerChain};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AgentApi};
@@ -72,6 +73,8 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Csk(#[from] CskError),
+    #[error("Indexer intake: {0}")]
+    Intake(#[from] IntakeError),
 }
 
 /// A [`Submitter`] that exists before registration and is filled in once the account is known,
@@ -379,6 +382,16 @@ async fn boot_and_run(
         x25519: keys.x25519.clone(),
     }));
     let wake_follower = follower.waker();
+    let follower = match cfg.indexer_registry {
+        Some(registry) => {
+            let rx = start_intake(
+                cfg, attestor, registry, cluster, my_id, &follower, stop, tasks,
+            )
+            .await?;
+            follower.with_wakeups(rx)
+        }
+        None => follower,
+    };
     tasks.push(tokio::spawn(follower.run(stopped(stop.clone()))));
 
     // ---- mesh ------------------------------------------------------------------------------
@@ -474,6 +487,60 @@ async fn boot_and_run(
     shared.advance(Phase::Heartbeating);
     stopped(stop.clone()).await;
     Ok(())
+}
+
+/// Starts the verified Indexer intake (DESIGN §9.2) next to the follower and returns the
+/// follower's end of the wake-up channel. The intake only ever yields block numbers, and the
+/// follower only uses them to poll early, so an Indexer — honest, lying or absent — can change
+/// how soon we see an event, never what we see.
+#[allow(clippy::too_many_arguments)]
+async fn start_intake(
+    cfg: &Config,
+    attestor: &DstackAttestor,
+    registry: Address,
+    cluster: Address,
+    me: B256,
+    follower: &Follower,
+    stop: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<mpsc::Receiver<WakeUp>, NodeError> {
+    let mut ic = IntakeConfig::new(cfg.rpc_url.clone(), registry, cluster, me);
+    // Resume right after our durable cursor: the Indexer replays what we may not have seen.
+    ic.from_block = follower.cursor().map_or(0, |c| c.block.saturating_add(1));
+    ic.allow_simulated_quotes = runs_on_simulated_tee(attestor).await;
+    let intake = Intake::new(ic)?;
+    follower.shared().set_intake_stats(intake.stats());
+    // Room for a burst of one wake-up per block; the intake waits (never drops) when it is full,
+    // and the follower coalesces what queued up into one poll.
+    let (tx, rx) = mpsc::channel(64);
+    let stop_rx = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        match intake.run(stopped(stop_rx.clone()), tx).await {
+            Ok(()) => {}
+            // The follower went away first during shutdown: expected.
+            Err(IntakeError::WakeClosed) if *stop_rx.borrow() => {}
+            Err(e) => {
+                tracing::error!(error = %e, "Indexer intake stopped; chain polling continues alone")
+            }
+        }
+    }));
+    tracing::info!(%registry, "Indexer intake started: verified pushes wake the follower");
+    Ok(rx)
+}
+
+/// Whether this agent itself runs on devtee (its quotes are simulated). Only then does the
+/// intake accept an Indexer's simulated quote: an agent whose own identity is simulated gains
+/// nothing from demanding more of the Indexer, while a real TDX agent must never accept one.
+async fn runs_on_simulated_tee(attestor: &DstackAttestor) -> bool {
+    match attestor.attestation_document([0u8; 64]).await {
+        Ok(doc) => doc
+            .quote
+            .starts_with(attestmesh_tee::devtee::SIMULATED_QUOTE_MAGIC),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read our own quote; refusing simulated Indexer quotes");
+            false
+        }
+    }
 }
 
 fn derived_attestor_id(a: &DstackAttestor) -> B256 {

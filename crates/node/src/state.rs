@@ -195,6 +195,8 @@ pub struct Metrics {
     pub csk_requests_served: AtomicU64,
     pub csk_requests_refused: AtomicU64,
     pub mesh_ip_collisions: AtomicU64,
+    /// Verified Indexer wake-ups the follower acted on (after coalescing).
+    pub indexer_wakeups: AtomicU64,
 }
 
 impl Metrics {
@@ -216,6 +218,8 @@ pub struct Shared {
     liveness: Mutex<HashMap<B256, PeerLiveness>>,
     peer_events: broadcast::Sender<PeerEvent>,
     messages: broadcast::Sender<InboundMessage>,
+    /// The Indexer intake's counters, once it runs (INDEXER_REGISTRY set); owned by the intake.
+    intake: std::sync::OnceLock<Arc<attestmesh_indexer::intake::IntakeStats>>,
     pub metrics: Metrics,
 }
 
@@ -235,8 +239,18 @@ impl Shared {
             liveness: Mutex::new(HashMap::new()),
             peer_events: broadcast::channel(EVENT_CAPACITY).0,
             messages: broadcast::channel(EVENT_CAPACITY).0,
+            intake: std::sync::OnceLock::new(),
             metrics: Metrics::default(),
         }
+    }
+
+    /// Publishes the intake's counters for `/metrics`; the first call wins (one intake per agent).
+    pub fn set_intake_stats(&self, stats: Arc<attestmesh_indexer::intake::IntakeStats>) {
+        let _ = self.intake.set(stats);
+    }
+
+    pub fn intake_stats(&self) -> Option<Arc<attestmesh_indexer::intake::IntakeStats>> {
+        self.intake.get().cloned()
     }
 
     pub fn status(&self) -> Status {

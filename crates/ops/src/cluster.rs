@@ -13,19 +13,21 @@ use std::collections::BTreeMap;
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::{SolCall, SolEvent};
-use attestmesh_chain::bindings::{IAttestWrite, IClusterDiamondFactory, MemberRecord};
+use attestmesh_chain::bindings::{
+    IAttestFacet, IAttestWrite, IClusterDiamondFactory, IDstackFacet as P, IOwnershipFacet,
+    MemberRecord,
+};
+use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_tee::kms::DEV_KMS_ROOT_ADDRESS;
 use serde::Serialize;
 
-use crate::bindings::{IClusterViews, IDstackPolicy as P, IFactoryEvents};
 use crate::config::{ClusterConfig, cidrs_overlap};
 use crate::deployments::Deployments;
 use crate::error::OpsError;
 use crate::exec::{Executor, PlannedTx};
 use crate::infra::is_dev_chain;
 use crate::read::view;
-use crate::rpc::Provider;
 
 /// The decided deployment of one cluster, computed before anything is sent.
 #[derive(Debug, Clone)]
@@ -60,7 +62,7 @@ fn guard(force: bool, warnings: &mut Vec<String>, message: String) -> Result<(),
 
 /// The clusters the factory deployed, with their mesh CIDRs (from `ClusterDeployed` logs).
 pub async fn factory_clusters(
-    p: &Provider,
+    p: &RpcClient,
     factory: Address,
     from_block: u64,
 ) -> Result<Vec<(Address, MeshCidr)>, OpsError> {
@@ -71,7 +73,7 @@ pub async fn factory_clusters(
     let logs = p
         .logs_chunked(
             factory,
-            &[IFactoryEvents::ClusterDeployed::SIGNATURE_HASH],
+            &[IClusterDiamondFactory::ClusterDeployed::SIGNATURE_HASH],
             from_block,
             head,
         )
@@ -83,7 +85,7 @@ pub async fn factory_clusters(
             continue;
         };
         let cluster = Address::from_word(*topic);
-        let c = view(p, cluster, IClusterViews::meshCidrCall {}, "meshCidr()").await?;
+        let c = view(p, cluster, IAttestFacet::meshCidrCall {}, "meshCidr()").await?;
         match MeshCidr::new(c.ip, c.prefix) {
             Ok(cidr) => out.push((cluster, cidr)),
             Err(e) => tracing::warn!(%cluster, "cluster reports an invalid mesh CIDR: {e}"),
@@ -249,7 +251,7 @@ impl PolicyChange {
     }
 
     /// Whether the cluster already has what this change asks for.
-    async fn in_effect(&self, p: &Provider, cluster: Address) -> Result<bool, OpsError> {
+    async fn in_effect(&self, p: &RpcClient, cluster: Address) -> Result<bool, OpsError> {
         Ok(match *self {
             PolicyChange::AddComposeHash(composeHash)
             | PolicyChange::RemoveComposeHash(composeHash) => {
@@ -325,7 +327,7 @@ pub async fn require_cluster_owner(
     let owner = view(
         p,
         cluster,
-        IClusterViews::clusterOwnerCall {},
+        IAttestFacet::clusterOwnerCall {},
         "clusterOwner()",
     )
     .await?;
@@ -391,7 +393,7 @@ pub async fn change_policy(
 /// the event history does tell is whether `hash` was allowed when the originator registered — then
 /// it is very likely the one it runs — and the message says so.
 async fn originator_compose_warning(
-    p: &Provider,
+    p: &RpcClient,
     cluster: Address,
     hash: B256,
     scan_from: u64,
@@ -460,7 +462,7 @@ impl PolicyHistory {
 }
 
 async fn policy_history(
-    p: &Provider,
+    p: &RpcClient,
     cluster: Address,
     from: u64,
 ) -> Result<PolicyHistory, OpsError> {
@@ -539,7 +541,7 @@ pub struct ClusterInfo {
 /// Reads a cluster. Allowlists are mappings on chain, so they are enumerated from the policy
 /// events (the initializer emits them too) and each entry is confirmed with its view.
 pub async fn show(
-    p: &Provider,
+    p: &RpcClient,
     chain_id: u64,
     cluster: Address,
     scan_from: u64,
@@ -559,33 +561,33 @@ pub async fn show(
     let cluster_owner = view(
         p,
         cluster,
-        IClusterViews::clusterOwnerCall {},
+        IAttestFacet::clusterOwnerCall {},
         "clusterOwner()",
     )
     .await?;
     let pending = view(
         p,
         cluster,
-        IClusterViews::pendingClusterOwnerCall {},
+        IAttestFacet::pendingClusterOwnerCall {},
         "pendingClusterOwner()",
     )
     .await?;
-    let diamond_owner = view(p, cluster, IClusterViews::ownerCall {}, "owner()").await?;
-    let cidr = view(p, cluster, IClusterViews::meshCidrCall {}, "meshCidr()").await?;
+    let diamond_owner = view(p, cluster, IOwnershipFacet::ownerCall {}, "owner()").await?;
+    let cidr = view(p, cluster, IAttestFacet::meshCidrCall {}, "meshCidr()").await?;
     let mesh_cidr = MeshCidr::new(cidr.ip, cidr.prefix)
         .map(|c| c.to_string())
         .unwrap_or_else(|e| format!("invalid ({e})"));
     let member_count: U256 = view(
         p,
         cluster,
-        IClusterViews::memberCountCall {},
+        IAttestFacet::memberCountCall {},
         "memberCount()",
     )
     .await?;
     let csk = view(
         p,
         cluster,
-        IClusterViews::cskCommitmentCall {},
+        IAttestWrite::cskCommitmentCall {},
         "cskCommitment()",
     )
     .await?;
@@ -686,7 +688,7 @@ pub struct MemberInfo {
 }
 
 /// The members in registration order, with ids and mesh IPs as the chain computes them.
-pub async fn members(p: &Provider, cluster: Address) -> Result<Vec<MemberInfo>, OpsError> {
+pub async fn members(p: &RpcClient, cluster: Address) -> Result<Vec<MemberInfo>, OpsError> {
     let list: Vec<MemberRecord> = view(
         p,
         cluster,
@@ -700,7 +702,7 @@ pub async fn members(p: &Provider, cluster: Address) -> Result<Vec<MemberInfo>, 
         let ip = view(
             p,
             cluster,
-            IClusterViews::meshIpOfCall {
+            IAttestFacet::meshIpOfCall {
                 memberId: member_id,
             },
             "meshIpOf",

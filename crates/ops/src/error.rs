@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use alloy_primitives::{Address, B256};
 
-use crate::rpc::RpcError;
+use attestmesh_chain::rpc::RpcError;
 
 /// An operator command failed.
 #[derive(Debug, thiserror::Error)]

@@ -9,15 +9,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use alloy_primitives::{Address, B256, Bytes, U256};
+use alloy_primitives::{Address, Bytes, U256};
+use attestmesh_chain::rpc::{Receipt, RpcClient, RpcError};
+use attestmesh_chain::tx::{Call, TxError, TxStep, Wallet};
 pub use k256::ecdsa::SigningKey;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::error::OpsError;
 use crate::keystore;
-use crate::rpc::{Provider, Receipt, RpcError};
-use crate::tx::{Fees, TxRequest};
 
 /// A local signing key.
 pub struct LocalKey {
@@ -96,37 +96,48 @@ pub struct PlannedTx {
     pub what: String,
 }
 
+/// Who signs inside an [`Executor`]: the chain crate's [`Wallet`] (nonce tracking, gas margin,
+/// fees, receipt waiting) around the local key, or nobody (print mode).
+#[derive(Debug)]
+enum Signer {
+    Send(Box<Wallet<SigningKey>>),
+    Print { from: Option<Address> },
+}
+
 /// Carries out the transactions a command decides on.
 #[derive(Debug)]
 pub struct Executor {
-    provider: Provider,
+    provider: RpcClient,
     chain_id: u64,
-    mode: Mode,
-    next_nonce: Option<u64>,
+    signer: Signer,
     planned: Vec<PlannedTx>,
     sent: Vec<Receipt>,
-    receipt_timeout: Duration,
 }
 
 impl Executor {
-    pub fn new(provider: Provider, chain_id: u64, mode: Mode) -> Self {
+    pub fn new(provider: RpcClient, chain_id: u64, mode: Mode) -> Self {
+        let signer = match mode {
+            Mode::Send(k) => Signer::Send(Box::new(Wallet::new(k.key, chain_id))),
+            Mode::Print { from } => Signer::Print { from },
+        };
         Self {
             provider,
             chain_id,
-            mode,
-            next_nonce: None,
+            signer,
             planned: Vec::new(),
             sent: Vec::new(),
-            receipt_timeout: Duration::from_secs(300),
         }
     }
 
     pub fn with_receipt_timeout(mut self, t: Duration) -> Self {
-        self.receipt_timeout = t;
+        self.signer = match self.signer {
+            Signer::Send(w) => Signer::Send(Box::new(w.with_receipt_timeout(t))),
+            print => print,
+        };
         self
     }
 
-    pub fn provider(&self) -> &Provider {
+    pub fn provider(&self) -> &RpcClient {
         &self.provider
     }
 
@@ -136,14 +147,14 @@ impl Executor {
 
     /// The account the transactions come from, when known.
     pub fn sender(&self) -> Option<Address> {
-        match &self.mode {
-            Mode::Send(k) => Some(k.address()),
-            Mode::Print { from } => *from,
+        match &self.signer {
+            Signer::Send(w) => Some(w.address()),
+            Signer::Print { from } => *from,
         }
     }
 
     pub fn is_print(&self) -> bool {
-        matches!(self.mode, Mode::Print { .. })
+        matches!(self.signer, Signer::Print { .. })
     }
 
     /// Transactions collected so far (print mode) or sent (send mode), in order.
@@ -160,7 +171,7 @@ impl Executor {
     async fn simulate(&self, tx: &PlannedTx) -> Result<(), OpsError> {
         match self
             .provider
-            .eth_call(self.sender(), tx.to, tx.value, &tx.data)
+            .eth_call_value(self.sender(), tx.to, tx.value, &tx.data)
             .await
         {
             Ok(_) => Ok(()),
@@ -176,118 +187,37 @@ impl Executor {
     /// Sends (or collects) one transaction. In send mode it is simulated first, so a call the
     /// contract would refuse costs no gas and is reported by name.
     pub async fn submit(&mut self, tx: PlannedTx) -> Result<Option<Receipt>, OpsError> {
-        let key = match &self.mode {
-            Mode::Print { from } => {
-                // Later transactions of a batch may depend on earlier ones: only the first can
-                // be simulated against the current state.
-                if self.planned.is_empty() && from.is_some() {
-                    self.simulate(&tx).await?;
-                }
-                tracing::info!(to = %tx.to, "planned: {}", tx.what);
-                self.planned.push(tx);
-                return Ok(None);
+        if let Signer::Print { from } = &self.signer {
+            // Later transactions of a batch may depend on earlier ones: only the first can be
+            // simulated against the current state.
+            if self.planned.is_empty() && from.is_some() {
+                self.simulate(&tx).await?;
             }
-            Mode::Send(k) => k,
-        };
+            tracing::info!(to = %tx.to, "planned: {}", tx.what);
+            self.planned.push(tx);
+            return Ok(None);
+        }
         self.simulate(&tx).await?;
-        let p = &self.provider;
-        let from = key.address();
-        let nonce = match self.next_nonce {
-            Some(n) => n,
-            None => p
-                .pending_nonce(from)
-                .await
-                .map_err(OpsError::chain("reading the sender's nonce"))?,
+        let Signer::Send(wallet) = &mut self.signer else {
+            return Err(OpsError::Unexpected("no signer to send with".into()));
         };
-        let estimate = p
-            .estimate_gas(from, tx.to, tx.value, &tx.data)
-            .await
-            .map_err(|e| {
-                if e.is_revert() {
-                    OpsError::Reverted {
-                        what: tx.what.clone(),
-                        tx: None,
-                        reason: revert_reason(&e),
-                    }
-                } else {
-                    OpsError::chain(format!("estimating gas for {}", tx.what))(e)
-                }
-            })?;
-        // 20 % headroom: estimates are exact for the state they ran on, and the 63/64 rule of
-        // nested calls (CREATE2 through the deployer) punishes a tight limit.
-        let gas_limit = estimate.saturating_mul(6) / 5 + 10_000;
-        let fees = match p
-            .base_fee()
-            .await
-            .map_err(OpsError::chain("reading the base fee"))?
-        {
-            Some(base) => {
-                let tip = p.max_priority_fee().await.unwrap_or(1_000_000);
-                Fees::Eip1559 {
-                    max_fee_per_gas: base.saturating_mul(2).saturating_add(tip),
-                    max_priority_fee_per_gas: tip,
-                }
-            }
-            None => Fees::Legacy {
-                gas_price: p
-                    .gas_price()
-                    .await
-                    .map_err(OpsError::chain("reading the gas price"))?,
-            },
-        };
-        let request = TxRequest {
-            chain_id: self.chain_id,
-            nonce,
-            gas_limit,
-            fees,
+        let call = Call {
             to: tx.to,
             value: tx.value,
-            data: tx.data.to_vec(),
+            data: tx.data.clone(),
         };
-        let (raw, local_hash) = request
-            .sign(&key.key)
-            .map_err(|e| OpsError::Unexpected(format!("signing {}: {e}", tx.what)))?;
-        let hash = p
-            .send_raw(&raw)
+        let hash = wallet
+            .send(&self.provider, &call)
             .await
-            .map_err(OpsError::chain(format!("sending {}", tx.what)))?;
-        if hash != local_hash {
-            tracing::warn!(%hash, %local_hash, "the node reports another transaction hash");
-        }
-        self.next_nonce = Some(nonce + 1);
+            .map_err(|e| tx_error(e, &tx.what))?;
         eprintln!("sent {} in {hash}", tx.what);
-        let receipt = self.wait(hash, &tx.what).await?;
-        if !receipt.success {
-            return Err(OpsError::Reverted {
-                what: tx.what,
-                tx: Some(hash),
-                reason: "the receipt has status 0".into(),
-            });
-        }
+        let receipt = wallet
+            .wait(&self.provider, hash, &call)
+            .await
+            .map_err(|e| tx_error(e, &tx.what))?;
         self.sent.push(receipt.clone());
         self.planned.push(tx);
         Ok(Some(receipt))
-    }
-
-    async fn wait(&self, hash: B256, what: &str) -> Result<Receipt, OpsError> {
-        let deadline = tokio::time::Instant::now() + self.receipt_timeout;
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match self.provider.receipt(hash).await {
-                Ok(Some(r)) => return Ok(r),
-                Ok(None) => {}
-                Err(e) => tracing::warn!("polling the receipt of {hash}: {e}"),
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(OpsError::Unexpected(format!(
-                    "{what}: transaction {hash} not mined within {:?}; check it on an explorer \
-                     before re-running (re-running is safe: every command checks the chain first)",
-                    self.receipt_timeout
-                )));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
-        }
     }
 
     /// The collected transactions as a Safe Transaction Builder batch file (`version`,
@@ -340,6 +270,51 @@ impl Executor {
     }
 }
 
+/// A failed send as an operator error: a refusal by name, a revert with its hash, a timeout
+/// with what to check before re-running.
+fn tx_error(e: TxError, what: &str) -> OpsError {
+    let source = match e {
+        TxError::Sign(e) => return OpsError::Unexpected(format!("signing {what}: {e}")),
+        TxError::Rpc { step, source } => match (step, source) {
+            (TxStep::EstimateGas, source) if source.is_revert() => {
+                return OpsError::Reverted {
+                    what: what.to_string(),
+                    tx: None,
+                    reason: revert_reason(&source),
+                };
+            }
+            (TxStep::Receipt, RpcError::Reverted { tx, data }) => {
+                let reason = match data {
+                    Some(d) if !d.is_empty() => revert_reason(&RpcError::Reverted { tx, data: Some(d) }),
+                    _ => "the receipt has status 0".into(),
+                };
+                return OpsError::Reverted {
+                    what: what.to_string(),
+                    tx: Some(tx),
+                    reason,
+                };
+            }
+            (TxStep::Receipt, RpcError::NotMined(hash, after)) => {
+                return OpsError::Unexpected(format!(
+                    "{what}: transaction {hash} not mined within {after:?}; check it on an \
+                     explorer before re-running (re-running is safe: every command checks the \
+                     chain first)"
+                ));
+            }
+            (step, source) => (step, source),
+        },
+    };
+    let (step, source) = source;
+    let context = match step {
+        TxStep::Nonce => "reading the sender's nonce".to_string(),
+        TxStep::EstimateGas => format!("estimating gas for {what}"),
+        TxStep::Fees => "reading the fees".to_string(),
+        TxStep::Send => format!("sending {what}"),
+        TxStep::Receipt => format!("waiting for {what}"),
+    };
+    OpsError::chain(context)(source)
+}
+
 /// A revert as an operator can read it: our contracts' custom errors by name, `Error(string)`
 /// text, or the raw selector.
 pub fn revert_reason(e: &RpcError) -> String {
@@ -360,7 +335,9 @@ pub fn revert_reason(e: &RpcError) -> String {
 fn extra_error_name(data: &[u8]) -> Option<&'static str> {
     use alloy_sol_types::SolError;
     let sel: [u8; 4] = data.get(..4)?.try_into().ok()?;
-    use crate::bindings::IOperatorErrors as E;
+    use attestmesh_chain::bindings::{
+        IClusterMemberAccount as A, IExternalErrors as E, INetworkFacet as N,
+    };
     [
         (
             E::OwnableUnauthorizedAccount::SELECTOR,
@@ -370,7 +347,7 @@ fn extra_error_name(data: &[u8]) -> Option<&'static str> {
             E::NotOwner::SELECTOR,
             "NotOwner (the sender is not the app's owner)",
         ),
-        (E::OnlyClusterOwner::SELECTOR, "OnlyClusterOwner"),
+        (A::OnlyClusterOwner::SELECTOR, "OnlyClusterOwner"),
         (
             E::UUPSUnauthorizedCallContext::SELECTOR,
             "UUPSUnauthorizedCallContext",
@@ -387,7 +364,7 @@ fn extra_error_name(data: &[u8]) -> Option<&'static str> {
             E::InvalidInitialization::SELECTOR,
             "InvalidInitialization (already bound)",
         ),
-        (E::ZeroPubKey::SELECTOR, "ZeroPubKey"),
+        (N::ZeroPubKey::SELECTOR, "ZeroPubKey"),
     ]
     .into_iter()
     .find(|(s, _)| *s == sel)

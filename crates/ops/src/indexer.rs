@@ -5,7 +5,7 @@
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::SolCall;
 
-use crate::bindings::{IIndexerRegistry, IndexerRecord};
+use attestmesh_chain::bindings::{IIndexerRegistry, IndexerRecord};
 use crate::error::OpsError;
 use crate::exec::{Executor, PlannedTx};
 use crate::read::view;

@@ -15,10 +15,9 @@
 
 use alloy_primitives::{Address, B256, Bytes, U256, address, b256, keccak256};
 use alloy_sol_types::{SolCall, SolValue};
-use attestmesh_chain::bindings::Facets;
+use attestmesh_chain::bindings::{Facets, IClusterMemberFactory, IEntryPoint, ISponsorPaymaster};
 
 use crate::artifacts::ArtifactSource;
-use crate::bindings::{IEntryPointDeposit, IMemberFactoryImpl, IPaymasterDeposit};
 use crate::deployments::{Deployments, InfraAddresses};
 use crate::error::OpsError;
 use crate::exec::{Executor, PlannedTx};
@@ -240,7 +239,7 @@ pub async fn deploy_infra(
         let reported = view(
             &p,
             member_factory,
-            IMemberFactoryImpl::implementationCall {},
+            IClusterMemberFactory::implementationCall {},
             "ClusterMemberFactory.implementation()",
         )
         .await?;
@@ -259,7 +258,7 @@ pub async fn deploy_infra(
             view(
                 &p,
                 opts.entry_point,
-                IEntryPointDeposit::balanceOfCall { account: paymaster },
+                IEntryPoint::balanceOfCall { account: paymaster },
                 "EntryPoint.balanceOf(paymaster)",
             )
             .await?
@@ -271,7 +270,7 @@ pub async fn deploy_infra(
             exec.submit(PlannedTx {
                 to: paymaster,
                 value: top_up,
-                data: Bytes::from(IPaymasterDeposit::depositCall {}.abi_encode()),
+                data: Bytes::from(ISponsorPaymaster::depositCall {}.abi_encode()),
                 what: format!("deposit {top_up} wei for SponsorPaymaster {paymaster}"),
             })
             .await?;

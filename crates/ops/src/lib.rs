@@ -11,7 +11,6 @@
 //! Typed errors ([`OpsError`]) name what to fix; the CLI in `attestmesh-cli` is a thin layer.
 
 pub mod artifacts;
-pub mod bindings;
 pub mod cluster;
 pub mod config;
 pub mod deployments;
@@ -22,7 +21,5 @@ pub mod infra;
 pub mod keystore;
 pub mod member;
 pub mod read;
-pub mod rpc;
-pub mod tx;
 
 pub use error::OpsError;

@@ -8,9 +8,10 @@
 
 use alloy_primitives::{Address, B256, Bytes, U256, b256};
 use alloy_sol_types::SolCall;
-use attestmesh_chain::bindings::{IClusterDiamondFactory, IClusterMemberFactory};
+use attestmesh_chain::bindings::{
+    IClusterDiamondFactory, IClusterMember, IClusterMemberFactory, IDstackFacet, IUups,
+};
 
-use crate::bindings::{IDstackPolicy, IMemberBinding, IUups};
 use crate::cluster::require_cluster_owner;
 use crate::deployments::Deployments;
 use crate::error::OpsError;
@@ -156,7 +157,7 @@ pub async fn bind(
         let bound = view(
             &p,
             app_id,
-            IMemberBinding::clusterCall {},
+            IClusterMember::clusterCall {},
             "member cluster()",
         )
         .await?;
@@ -176,7 +177,7 @@ pub async fn bind(
                 sender,
             });
         }
-        let init = IMemberBinding::reinitializeFromDstackAppCall { cluster }.abi_encode();
+        let init = IClusterMember::reinitializeFromDstackAppCall { cluster }.abi_encode();
         exec.submit(PlannedTx {
             to: app_id,
             value: U256::ZERO,
@@ -197,7 +198,7 @@ pub async fn bind(
             let bound = view(
                 &p,
                 app_id,
-                IMemberBinding::clusterCall {},
+                IClusterMember::clusterCall {},
                 "member cluster()",
             )
             .await?;
@@ -212,7 +213,7 @@ pub async fn bind(
         let allowed = view(
             &p,
             cluster,
-            IDstackPolicy::allowedAppIdsCall { appId: app_id },
+            IDstackFacet::allowedAppIdsCall { appId: app_id },
             "allowedAppIds",
         )
         .await?;
@@ -222,7 +223,7 @@ pub async fn bind(
                 to: cluster,
                 value: U256::ZERO,
                 data: Bytes::from(
-                    IDstackPolicy::addAllowedAppIdCall { appId: app_id }.abi_encode(),
+                    IDstackFacet::addAllowedAppIdCall { appId: app_id }.abi_encode(),
                 ),
                 what: format!("addAllowedAppId({app_id}) on cluster {cluster}"),
             })

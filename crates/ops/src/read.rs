@@ -5,17 +5,17 @@ use alloy_sol_types::SolCall;
 
 use crate::error::OpsError;
 use crate::exec::revert_reason;
-use crate::rpc::Provider;
+use attestmesh_chain::rpc::RpcClient;
 
 /// Calls a view and decodes its return; `what` names it in errors.
 pub async fn view<C: SolCall>(
-    p: &Provider,
+    p: &RpcClient,
     to: Address,
     call: C,
     what: &str,
 ) -> Result<C::Return, OpsError> {
     let out = p
-        .eth_call(None, to, Default::default(), &call.abi_encode())
+        .eth_call(to, &call.abi_encode())
         .await
         .map_err(|e| {
             if e.is_revert() {

@@ -7,12 +7,8 @@
 pub type Args = attestmesh_node::config::NodeArgs;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    // LOG_FORMAT / --log-format is applied by the process logger in main.rs, before this runs.
     let cfg = args.validate()?;
-    if cfg.log_format == attestmesh_node::config::LogFormat::Json {
-        // The process-wide subscriber is installed before subcommands run; JSON output needs it
-        // to be chosen there. Say so instead of silently ignoring the setting.
-        tracing::warn!("LOG_FORMAT=json is not wired into the process logger yet; logging pretty");
-    }
     attestmesh_node::runtime::run(
         cfg,
         |h| tracing::info!(health = %h.health_addr, "agent serving"),

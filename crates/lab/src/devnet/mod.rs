@@ -82,17 +82,34 @@ pub enum DevnetError {
     Setup(String),
     #[error("state file: {0}")]
     State(String),
+    // Boxed: the chain crate's errors are large, and every `Result` here would carry them.
     #[error(transparent)]
-    Lab(#[from] crate::LabError),
+    Lab(Box<crate::LabError>),
     #[error(transparent)]
-    Stack(#[from] devstack::StackError),
+    Stack(Box<devstack::StackError>),
     #[error(transparent)]
-    Deploy(#[from] deploy::DeployError),
+    Deploy(Box<deploy::DeployError>),
     #[error(transparent)]
-    Rpc(#[from] attestmesh_chain::rpc::RpcError),
+    Rpc(Box<attestmesh_chain::rpc::RpcError>),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
+
+macro_rules! boxed_from {
+    ($($variant:ident: $ty:ty),*) => {$(
+        impl From<$ty> for DevnetError {
+            fn from(e: $ty) -> Self {
+                DevnetError::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+boxed_from!(
+    Lab: crate::LabError,
+    Stack: devstack::StackError,
+    Deploy: deploy::DeployError,
+    Rpc: attestmesh_chain::rpc::RpcError
+);
 
 /// Settings of `up`.
 #[derive(Debug, Clone)]

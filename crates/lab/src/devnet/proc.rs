@@ -68,8 +68,10 @@ fn pid_of(pid: u32) -> Option<Pid> {
         .map(Pid::from_raw)
 }
 
-/// True while `pid` runs. A zombie (exited, not yet reaped) counts as gone: `kill -0` alone
-/// would report it alive.
+/// True while `pid` runs. A zombie (exited, not yet reaped) counts as gone — `kill -0` alone
+/// would report it alive — but only once all its threads are gone too: a multi-threaded
+/// process's leader shows `Z` while other threads still tear down (and still hold sockets and
+/// the TUN device), and a restart before then finds its ports in use.
 pub fn alive(pid: u32) -> bool {
     let Some(p) = pid_of(pid) else {
         return false;
@@ -77,14 +79,20 @@ pub fn alive(pid: u32) -> bool {
     if kill(p, None).is_err() {
         return false;
     }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // Field 3 follows the parenthesised command name, which may itself contain spaces.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // Field 3 follows the parenthesised command name, which may itself contain spaces.
+    let zombie = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_none_or(|state| state == "Z" || state == "X");
+    if !zombie {
+        return true;
     }
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count() > 1)
+        .unwrap_or(false)
 }
 
 /// True while any member of process group `pgid` exists (zombies excluded).

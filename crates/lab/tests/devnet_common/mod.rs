@@ -80,6 +80,15 @@ impl Drop for TestDevnet {
     }
 }
 
+/// Tests are sync so they can hold [`SERIAL`] without holding a lock across awaits.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub fn progress(line: &str) {
     eprintln!("{line}");
 }

@@ -21,7 +21,7 @@ use alloy_primitives::{Address, B256};
 use anyhow::{Context, bail};
 use attestmesh_ops::deployments::Deployments;
 use attestmesh_ops::exec::{Executor, LocalKey, Mode};
-use attestmesh_ops::rpc::Provider;
+use attestmesh_chain::rpc::RpcClient;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -122,13 +122,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 impl Common {
-    fn provider(&self) -> anyhow::Result<Provider> {
+    fn provider(&self) -> anyhow::Result<RpcClient> {
         let url = self
             .rpc_url
             .as_deref()
             .context("--rpc-url (RPC_URL) is required")?;
-        Provider::new(url, Duration::from_secs(self.rpc_timeout_secs.max(1)))
-            .context("invalid --rpc-url (RPC_URL)")
+        Ok(RpcClient::new(url)
+            .context("invalid --rpc-url (RPC_URL)")?
+            .with_timeout(Duration::from_secs(self.rpc_timeout_secs.max(1))))
     }
 
     /// The signing mode from the mutually exclusive signer flags.
@@ -172,7 +173,7 @@ impl Common {
         Ok(Mode::Print { from: self.from })
     }
 
-    /// Provider, chain id and executor.
+    /// RPC client, chain id and executor.
     async fn executor(&self) -> anyhow::Result<Executor> {
         let mode = self.mode()?;
         let provider = self.provider()?;

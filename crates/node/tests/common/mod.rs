@@ -1,0 +1,285 @@
+//! Fixtures shared by the end-to-end tests: a real single-cluster stack (anvil with 1 s blocks,
+//! EntryPoint v0.7, the AttestMesh contracts, SponsorPaymaster + the sponsor service, alto) and
+//! the agent runtime in-process.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256, U256};
+use attestmesh_chain::bindings::ClusterInitArgs;
+use attestmesh_chain::deploy::{self, Artifacts};
+use attestmesh_chain::devstack::{self, Alto, AltoConfig, Anvil, AnvilConfig};
+use attestmesh_chain::rpc::RpcClient;
+use attestmesh_core::keys::OwnerKey;
+use attestmesh_core::mesh::MeshCidr;
+use attestmesh_node::config::{Config, LogFormat};
+use attestmesh_node::runtime::{self, Handles};
+use attestmesh_node::state::Shared;
+use attestmesh_proto::agent::agent_client::AgentClient;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Endpoint, Uri};
+
+pub const SPONSOR_KEY: [u8; 32] = [0x5e; 32];
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn prerequisites() -> Result<(), String> {
+    if !nix_is_root() {
+        return Err("needs root for TUN and netlink".into());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Err("/dev/net/tun missing".into());
+    }
+    if !repo().join("artifacts/EntryPointV07.json").exists() {
+        return Err("contract artifacts missing".into());
+    }
+    Ok(())
+}
+
+pub fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+pub async fn read<C: alloy_sol_types::SolCall>(rpc: &RpcClient, to: Address, call: C) -> C::Return {
+    deploy::read(rpc, to, call, "view").await.unwrap()
+}
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub rpc: RpcClient,
+    pub cluster: Address,
+    pub member: Address,
+    pub chain_id: u64,
+    pub deployer: Address,
+    pub owner: Address,
+    pub cluster_factory: Address,
+    pub sponsor_url: String,
+    pub bundler_url: String,
+    pub rpc_url: String,
+    pub _sponsor_stop: tokio::sync::oneshot::Sender<()>,
+    pub _alto: Alto,
+    pub _anvil: Anvil,
+}
+
+pub async fn stack(cidr: MeshCidr) -> Stack {
+    let artifacts = Artifacts::new(repo().join("artifacts"));
+    let dir = tempfile::tempdir().unwrap();
+    let anvil = Anvil::start(&AnvilConfig::from_repo(&repo()))
+        .await
+        .unwrap();
+    let rpc = RpcClient::new(&anvil.url).unwrap();
+    let accounts = rpc.accounts().await.unwrap();
+    let (deployer, owner) = (accounts[0], accounts[1]);
+    let ep = devstack::deploy_entry_point(&rpc, deployer, &artifacts)
+        .await
+        .unwrap();
+    let infra = deploy::deploy_infra(&rpc, deployer, &artifacts, ep)
+        .await
+        .unwrap();
+    let cluster = deploy::deploy_cluster(
+        &rpc,
+        deployer,
+        &infra,
+        ClusterInitArgs {
+            clusterOwner: owner,
+            meshCidrIp: cidr.ip(),
+            meshPrefix: cidr.prefix(),
+            memberFactory: infra.member_factory,
+            kmsRoots: vec![attestmesh_tee::kms::DEV_KMS_ROOT_ADDRESS],
+            composeHashes: vec![],
+            devices: vec![],
+            appIds: vec![],
+            allowAnyDevice: true,
+            requireTcbUpToDate: false,
+        },
+        B256::repeat_byte(7),
+    )
+    .await
+    .unwrap();
+    let member = deploy::deploy_member(&rpc, deployer, &infra, cluster, B256::repeat_byte(0xa1))
+        .await
+        .unwrap();
+    let sponsor_key = OwnerKey::from_bytes(&SPONSOR_KEY).unwrap();
+    let paymaster = devstack::deploy_sponsor_paymaster(
+        &rpc,
+        deployer,
+        &artifacts,
+        ep,
+        deployer,
+        sponsor_key.address(),
+        U256::from(10u128.pow(19)),
+    )
+    .await
+    .unwrap();
+    let _: serde_json::Value = rpc
+        .call("evm_setIntervalMining", serde_json::json!([1]))
+        .await
+        .unwrap();
+    let chain_id = rpc.chain_id().await.unwrap();
+    let key_file = dir.path().join("sponsor.key");
+    std::fs::write(&key_file, alloy_primitives::hex::encode(SPONSOR_KEY)).unwrap();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let settings = attestmesh_sponsor::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        rpc_url: anvil.url.clone(),
+        chain_id,
+        entry_point: ep,
+        paymaster,
+        member_factory: infra.member_factory,
+        cluster_factory: infra.diamond_factory,
+        signer_key_file: key_file,
+        db_path: dir.path().join("sponsor.redb"),
+        daily_cap: 100,
+        webhook_secret_file: None,
+        rpc_timeout: Duration::from_secs(5),
+    };
+    tokio::spawn(async move {
+        let _ = attestmesh_sponsor::run(
+            settings,
+            move |a| {
+                let _ = ready_tx.send(a);
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        )
+        .await;
+    });
+    let sponsor_addr = tokio::time::timeout(Duration::from_secs(30), ready_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut alto_cfg = AltoConfig::from_repo(&repo(), &anvil.url, &dir.path().join("alto"));
+    alto_cfg.port = Some(devstack::free_port().unwrap());
+    let alto = Alto::start(&alto_cfg).await.unwrap();
+    Stack {
+        bundler_url: format!("http://127.0.0.1:{}", alto.port),
+        sponsor_url: format!("http://{sponsor_addr}"),
+        rpc_url: anvil.url.clone(),
+        dir,
+        rpc,
+        cluster,
+        member,
+        chain_id,
+        deployer,
+        owner,
+        cluster_factory: infra.diamond_factory,
+        _sponsor_stop: stop_tx,
+        _alto: alto,
+        _anvil: anvil,
+    }
+}
+
+pub fn config(s: &Stack, dstack: &Path, iface: &str) -> Config {
+    Config {
+        dstack_socket: dstack.to_path_buf(),
+        rpc_url: s.rpc_url.clone(),
+        bundler_url: s.bundler_url.clone(),
+        paymaster_url: s.sponsor_url.clone(),
+        chain_id: s.chain_id,
+        entry_point: attestmesh_core::userop::ENTRY_POINT_V07,
+        gateway_domain: "mesh.test".into(),
+        gateway_connect: Some("127.0.0.1:9".parse().unwrap()),
+        wg_tcp_port: devstack::free_port().unwrap(),
+        wg_listen_port: devstack::free_port().unwrap(),
+        heartbeat_port: 51820,
+        heartbeat_interval: Duration::from_millis(500),
+        peer_control_port: 50051,
+        agent_socket: s.dir.path().join("run/agent.sock"),
+        health_addr: "127.0.0.1:0".parse().unwrap(),
+        state_dir: Some(s.dir.path().join("state")),
+        interface: iface.to_string(),
+        poll_interval: Duration::from_millis(500),
+        confirmations: 0,
+        indexer_registry: None,
+        log_format: LogFormat::Pretty,
+    }
+}
+
+pub struct Agent {
+    pub shared: std::sync::Arc<Shared>,
+    pub health: SocketAddr,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<Result<(), runtime::NodeError>>,
+}
+
+pub async fn start_agent(cfg: Config) -> Agent {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Handles>();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runtime::run(
+        cfg,
+        move |h| {
+            let _ = ready_tx.send(h);
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let h = tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    Agent {
+        shared: h.shared,
+        health: h.health_addr,
+        stop,
+        task,
+    }
+}
+
+pub async fn wait_healthy(a: &Agent, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let s = a.shared.status();
+        if s.is_healthy() {
+            return;
+        }
+        assert!(s.fatal.is_none(), "agent failed: {s:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not healthy in {limit:?}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    (
+        out[9..12].parse().unwrap(),
+        out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string(),
+    )
+}
+
+pub async fn app_client(path: PathBuf) -> AgentClient<tonic::transport::Channel> {
+    let ch = Endpoint::try_from("http://agent.local")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let p = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+            }
+        }))
+        .await
+        .unwrap();
+    AgentClient::new(ch)
+}
