@@ -369,13 +369,17 @@ impl Liveness {
         v
     }
 
-    /// Converged iff every live peer last reported our own view digest. Alone is converged.
+    /// Converged iff every live peer last reported our own view digest. A cluster of one is
+    /// converged; a node with other members needs at least one of them live, otherwise "every
+    /// live peer agrees" would hold vacuously and a node that hears nobody (just booted,
+    /// restarted, or cut off) would call itself converged.
     pub fn is_converged(&mut self) -> bool {
         let (_, own) = self.own_view();
-        self.peers
-            .values()
-            .filter(|p| p.live)
-            .all(|p| p.reported_view.is_some_and(|(_, d)| d == own))
+        let mut live = self.peers.values().filter(|p| p.live).peekable();
+        if live.peek().is_none() {
+            return self.peers.is_empty();
+        }
+        live.all(|p| p.reported_view.is_some_and(|(_, d)| d == own))
     }
 
     /// Live peers, sorted (self excluded).
@@ -425,7 +429,7 @@ mod tests {
         let mut b = Liveness::new(idb, kb, Config::with_interval(1000));
         a.set_members(&members);
         b.set_members(&members);
-        assert!(a.is_converged(), "alone is converged");
+        assert!(!a.is_converged(), "members but none live yet: not converged");
         let t = 1_000_000;
         let hb = a.make_heartbeat(t);
         let acc = b.on_heartbeat(t, ia.mesh_ip, &hb).unwrap();
@@ -450,9 +454,17 @@ mod tests {
         assert_eq!(b.poll_timeout(), Some(t + 2 + 3501));
         assert_eq!(
             b.poll(t + 2 + 3501),
-            vec![Event::PeerDown(ida, DownReason::Timeout)]
+            vec![Event::PeerDown(ida, DownReason::Timeout), Event::Diverged]
         );
-        assert!(b.is_converged(), "alone again");
+        assert!(!b.is_converged(), "every peer is down: not converged");
+    }
+
+    #[test]
+    fn a_cluster_of_one_is_converged() {
+        let (ida, ka, ia) = node(1);
+        let mut a = Liveness::new(ida, ka, Config::with_interval(1000));
+        a.set_members(&[(ida, ia)].into());
+        assert!(a.is_converged());
     }
 
     #[test]
