@@ -291,6 +291,8 @@ impl Agent {
             })
             .await
             .map_err(|s| {
+                // The agent answers FAILED_PRECONDITION "recipient … is not a member in current
+                // chain state" for an unknown id (it seals only to registered keys).
                 if s.code() == tonic::Code::FailedPrecondition
                     && s.message().contains("not a member")
                 {

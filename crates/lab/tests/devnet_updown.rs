@@ -131,3 +131,31 @@ fn without_root_it_says_what_it_needs() {
     );
     assert!(!std::path::Path::new("/tmp/amdn-noroot").exists());
 }
+
+#[test]
+fn a_failed_up_leaves_nothing_behind() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(exe) = prerequisites(true) else {
+        return;
+    };
+    runtime().block_on(async {
+        let tmp = tempfile::Builder::new()
+            .prefix("amdn")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let dir = tmp.path().join("d");
+        let mut cfg = devnet::UpConfig::new(devnet_common::repo(), exe, dir.clone());
+        cfg.nodes = 1;
+        // Nothing converges in a millisecond: `up` fails after starting every process.
+        cfg.health_timeout = std::time::Duration::from_millis(1);
+        let before = devnet::leftovers();
+        let err = devnet::Devnet::up(cfg, false, &devnet_common::progress)
+            .await
+            .err()
+            .expect("up must fail");
+        assert!(err.to_string().contains("did not become ready"), "{err}");
+        let after = devnet::leftovers();
+        assert_eq!(after, before, "a failed up left namespaces or links");
+        assert!(!dir.exists(), "a failed up left its directory");
+    });
+}

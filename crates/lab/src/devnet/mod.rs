@@ -1444,6 +1444,12 @@ pub fn down(dir: &Path) -> Result<DownReport, DevnetError> {
         .into_iter()
         .filter(|ns| ours(ns))
         .collect();
+    // A killed process can linger briefly while the kernel tears down its TUN device and
+    // sockets; give it a moment before calling it a leak.
+    let settle = std::time::Instant::now() + Duration::from_secs(5);
+    while order.iter().any(|p| proc::alive(p.pid)) && std::time::Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let alive: Vec<String> = order
         .iter()
         .filter(|p| proc::alive(p.pid))

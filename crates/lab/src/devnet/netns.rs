@@ -244,3 +244,27 @@ fn http_get_on(
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head:?}")))?;
     Ok((status, body.to_owned()))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_plan_keeps_links_and_host_link_apart() {
+        assert_eq!(
+            node_link_addrs(0).unwrap(),
+            (Ipv4Addr::new(10, 77, 1, 1), Ipv4Addr::new(10, 77, 1, 2))
+        );
+        assert_eq!(
+            node_link_addrs(253).unwrap().1,
+            Ipv4Addr::new(10, 77, 254, 2)
+        );
+        assert!(node_link_addrs(254).is_err());
+        let (h, s) = host_link_addrs(7);
+        assert_eq!(
+            (h, s),
+            (Ipv4Addr::new(10, 79, 7, 1), Ipv4Addr::new(10, 79, 7, 2))
+        );
+    }
+}

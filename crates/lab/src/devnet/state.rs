@@ -157,3 +157,58 @@ impl DevnetState {
         self.services.iter().find(|p| p.name == name)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_survives_a_save_and_load() {
+        let dir = std::env::temp_dir().join(format!("amdn-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(DevnetState::load(&dir).unwrap().is_none());
+        let proc = ProcRecord {
+            name: "anvil".into(),
+            ns: "amd0gw".into(),
+            pid: 42,
+            argv: vec!["anvil".into()],
+            env: vec![("LOG".into(), "info".into())],
+            log: dir.join("anvil.log"),
+        };
+        let s = DevnetState {
+            prefix: "amd0".into(),
+            dir: dir.clone(),
+            repo: "/repo".into(),
+            exe: "/bin/attestmesh".into(),
+            gw_ns: "amd0gw".into(),
+            host_if: "amd0h".into(),
+            host_addr: Ipv4Addr::new(10, 79, 0, 1),
+            services_addr: Ipv4Addr::new(10, 79, 0, 2),
+            chain_id: 31337,
+            block_time: 2,
+            rpc_url: "http://10.79.0.2:8545".into(),
+            bundler_url: None,
+            sponsor_url: None,
+            indexer_url: None,
+            gateway_domain: "d.test".into(),
+            gateway_port: 443,
+            gateway_slots: 11,
+            heartbeat_interval_ms: 2000,
+            poll_interval_ms: 1000,
+            deployer: Address::repeat_byte(1),
+            contracts: Contracts::default(),
+            services: vec![proc.clone()],
+            nodes: vec![],
+            notes: vec!["n".into()],
+            convergence_ms: Some(1),
+        };
+        s.save().unwrap();
+        let back = DevnetState::load(&dir).unwrap().unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.all_procs(), vec![&proc]);
+        std::fs::write(DevnetState::path(&dir), "{").unwrap();
+        assert!(DevnetState::load(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
