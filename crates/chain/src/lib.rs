@@ -1,11 +1,12 @@
 //! Contract bindings, chain reader, log follower, UserOperation builder, bundler and paymaster clients, deployment helpers.
 //!
 //! So far: the workspace's JSON-RPC client over http and https ([`rpc`]), signed transactions
-//! from a local key ([`tx`]: EIP-1559/EIP-155, gas margin, receipt waiting), the bindings the node touches ([`bindings`]),
-//! revert decoding into our contract errors ([`revert`]), the ERC-4337 v0.7 UserOperation client
-//! ([`userop`], over [`bundler`] and the ERC-7677 [`paymaster`] client, retrying with
-//! [`backoff`]), deployment of the AttestMesh infrastructure from compiled artifacts ([`deploy`])
-//! and, behind the `devstack` feature, the local 4337 stack ([`devstack`]).
+//! from a local key ([`tx`]: EIP-1559/EIP-155, gas margin, receipt waiting), the contract
+//! bindings ([`bindings`]), revert decoding into our contract errors ([`revert`]), the ERC-4337
+//! v0.7 UserOperation client ([`userop`], over [`bundler`] and the ERC-7677 [`paymaster`]
+//! client, retrying with [`backoff`]), deployment of the AttestMesh infrastructure from compiled
+//! artifacts ([`deploy`]) and, behind the `devstack` feature, the local 4337 stack
+//! ([`devstack`]).
 
 pub mod backoff;
 pub mod bindings;

@@ -376,8 +376,11 @@ impl RpcClient {
         value: U256,
         data: &[u8],
     ) -> Result<Bytes, RpcError> {
-        self.call("eth_call", json!([call_object(from, Some(to), value, data), "latest"]))
-            .await
+        self.call(
+            "eth_call",
+            json!([call_object(from, Some(to), value, data), "latest"]),
+        )
+        .await
     }
 
     /// `eth_estimateGas` of a call from `from`; includes the 21 000 intrinsic gas and the
@@ -799,7 +802,10 @@ mod tests {
             .with_timeout(Duration::from_secs(10));
         let e = prod.chain_id().await.unwrap_err();
         assert!(matches!(e, RpcError::Connect { .. }), "{e}");
-        assert!(e.to_string().to_ascii_lowercase().contains("certificate"), "{e}");
+        assert!(
+            e.to_string().to_ascii_lowercase().contains("certificate"),
+            "{e}"
+        );
     }
 
     #[tokio::test]
@@ -811,7 +817,10 @@ mod tests {
             .port();
         let c = RpcClient::new(&format!("http://127.0.0.1:{port}")).unwrap();
         let e = c.block_number().await.unwrap_err();
-        assert!(matches!(&e, RpcError::Connect { addr, .. } if addr == &format!("127.0.0.1:{port}")), "{e}");
+        assert!(
+            matches!(&e, RpcError::Connect { addr, .. } if addr == &format!("127.0.0.1:{port}")),
+            "{e}"
+        );
         assert!(e.is_transient());
     }
 

@@ -72,6 +72,17 @@ pub trait TxSigner {
     fn sign_hash(&self, hash: &B256) -> Result<TxSignature, SignError>;
 }
 
+/// A borrowed key signs as the key: a [`Wallet`] can sign with a key its caller keeps.
+impl<T: TxSigner + ?Sized> TxSigner for &T {
+    fn address(&self) -> Address {
+        (**self).address()
+    }
+
+    fn sign_hash(&self, hash: &B256) -> Result<TxSignature, SignError> {
+        (**self).sign_hash(hash)
+    }
+}
+
 /// Low-s normalisation with the matching parity flip (EIP-2: high-s signatures are invalid).
 fn to_tx_signature(sig: Signature, y_odd: bool) -> TxSignature {
     let (sig, y_odd) = match sig.normalize_s() {
@@ -432,12 +443,7 @@ impl<S: TxSigner> Wallet<S> {
 
     /// Waits for `hash` (sent for `call`) to be mined. A failed receipt is
     /// [`RpcError::Reverted`] with the revert data replayed from the parent block, if any.
-    pub async fn wait(
-        &self,
-        rpc: &RpcClient,
-        hash: B256,
-        call: &Call,
-    ) -> Result<Receipt, TxError> {
+    pub async fn wait(&self, rpc: &RpcClient, hash: B256, call: &Call) -> Result<Receipt, TxError> {
         let receipt = rpc
             .wait_receipt(hash, self.receipt_timeout)
             .await

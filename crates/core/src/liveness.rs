@@ -429,7 +429,10 @@ mod tests {
         let mut b = Liveness::new(idb, kb, Config::with_interval(1000));
         a.set_members(&members);
         b.set_members(&members);
-        assert!(!a.is_converged(), "members but none live yet: not converged");
+        assert!(
+            !a.is_converged(),
+            "members but none live yet: not converged"
+        );
         let t = 1_000_000;
         let hb = a.make_heartbeat(t);
         let acc = b.on_heartbeat(t, ia.mesh_ip, &hb).unwrap();

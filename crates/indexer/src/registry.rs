@@ -5,25 +5,9 @@
 //! an Indexer announces about itself proves nothing (invariant 5).
 
 use alloy_primitives::{Address, B256, Bytes};
-use alloy_sol_types::{SolCall, sol};
+use alloy_sol_types::SolCall;
+use attestmesh_chain::bindings::{IIndexerRegistry, IndexerRecord};
 use attestmesh_chain::rpc::{RpcClient, RpcError};
-
-sol! {
-    /// Mirrors contracts/src/interfaces/IClusterDiamondFactory.sol.
-    #[derive(Debug, PartialEq, Eq)]
-    struct IndexerRecord {
-        string endpoint;
-        bytes32 codeId;
-        bytes32 pubKey;
-        uint64 updatedAt;
-    }
-
-    interface IIndexerRegistry {
-        event IndexerUpdated(string endpoint, bytes32 codeId, bytes32 pubKey, uint64 updatedAt);
-        function current() external view returns (IndexerRecord memory);
-        function setIndexer(IndexerRecord calldata record) external;
-    }
-}
 
 /// The registry record in Rust types.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,7 +27,7 @@ pub struct NodeArgs {
     #[arg(long, env = "DSTACK_SOCKET", default_value = "/var/run/dstack.sock")]
     pub dstack_socket: PathBuf,
 
-    /// Chain JSON-RPC endpoint (http://host:port[/path]).
+    /// Chain JSON-RPC endpoint (http(s)://host[:port][/path]).
     #[arg(long, env = "RPC_URL")]
     pub rpc_url: String,
 
@@ -166,17 +166,13 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-fn check_http_url(setting: &'static str, url: &str) -> Result<(), ConfigError> {
-    // The chain crate's client speaks plain HTTP/1.1; reject what it cannot dial now rather than
-    // at the first call minutes into boot.
+fn check_rpc_url(setting: &'static str, url: &str) -> Result<(), ConfigError> {
+    // The chain crate's client speaks http and https (hosted Base endpoints); reject what it
+    // cannot dial now rather than at the first call minutes into boot. The URL itself is not
+    // echoed: hosted endpoints carry their API key in it.
     attestmesh_chain::rpc::RpcClient::new(url)
         .map(|_| ())
-        .map_err(|_| {
-            bad(
-                setting,
-                format!("{url:?} is not of the form http://host:port[/path]"),
-            )
-        })
+        .map_err(|_| bad(setting, "not of the form http(s)://host[:port][/path]"))
 }
 
 /// A DNS name usable as a TLS SNI: dot-separated labels of [a-z0-9-], no leading/trailing hyphen.
@@ -203,10 +199,10 @@ fn check_domain(domain: &str) -> Result<(), ConfigError> {
 impl NodeArgs {
     /// Checks every setting; the first problem wins and names its environment variable.
     pub fn validate(self) -> Result<Config, ConfigError> {
-        check_http_url("RPC_URL", &self.rpc_url)?;
-        check_http_url("BUNDLER_URL", &self.bundler_url)?;
+        check_rpc_url("RPC_URL", &self.rpc_url)?;
+        check_rpc_url("BUNDLER_URL", &self.bundler_url)?;
         if let Some(p) = &self.paymaster_url {
-            check_http_url("PAYMASTER_URL", p)?;
+            check_rpc_url("PAYMASTER_URL", p)?;
         }
         if self.chain_id == 0 {
             return Err(bad("CHAIN_ID", "must be a non-zero chain id"));
@@ -453,7 +449,13 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(err(&["--rpc-url", "https://x:1"]).setting, "RPC_URL");
+        assert_eq!(err(&["--rpc-url", "ws://x:1"]).setting, "RPC_URL");
+        // Production endpoints (Base, Base Sepolia) are https only.
+        let c = parse(&["--rpc-url", "https://sepolia.base.org"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.rpc_url, "https://sepolia.base.org");
         assert_eq!(err(&["--bundler-url", "localhost"]).setting, "BUNDLER_URL");
         assert_eq!(
             err(&["--paymaster-url", "ftp://a:1"]).setting,

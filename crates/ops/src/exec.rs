@@ -273,46 +273,39 @@ impl Executor {
 /// A failed send as an operator error: a refusal by name, a revert with its hash, a timeout
 /// with what to check before re-running.
 fn tx_error(e: TxError, what: &str) -> OpsError {
-    let source = match e {
+    let (step, source) = match e {
         TxError::Sign(e) => return OpsError::Unexpected(format!("signing {what}: {e}")),
-        TxError::Rpc { step, source } => match (step, source) {
-            (TxStep::EstimateGas, source) if source.is_revert() => {
-                return OpsError::Reverted {
-                    what: what.to_string(),
-                    tx: None,
-                    reason: revert_reason(&source),
-                };
-            }
-            (TxStep::Receipt, RpcError::Reverted { tx, data }) => {
-                let reason = match data {
-                    Some(d) if !d.is_empty() => revert_reason(&RpcError::Reverted { tx, data: Some(d) }),
-                    _ => "the receipt has status 0".into(),
-                };
-                return OpsError::Reverted {
-                    what: what.to_string(),
-                    tx: Some(tx),
-                    reason,
-                };
-            }
-            (TxStep::Receipt, RpcError::NotMined(hash, after)) => {
-                return OpsError::Unexpected(format!(
-                    "{what}: transaction {hash} not mined within {after:?}; check it on an \
-                     explorer before re-running (re-running is safe: every command checks the \
-                     chain first)"
-                ));
-            }
-            (step, source) => (step, source),
+        TxError::Rpc { step, source } => (step, source),
+    };
+    match (step, source) {
+        (TxStep::EstimateGas, source) if source.is_revert() => OpsError::Reverted {
+            what: what.to_string(),
+            tx: None,
+            reason: revert_reason(&source),
         },
-    };
-    let (step, source) = source;
-    let context = match step {
-        TxStep::Nonce => "reading the sender's nonce".to_string(),
-        TxStep::EstimateGas => format!("estimating gas for {what}"),
-        TxStep::Fees => "reading the fees".to_string(),
-        TxStep::Send => format!("sending {what}"),
-        TxStep::Receipt => format!("waiting for {what}"),
-    };
-    OpsError::chain(context)(source)
+        (TxStep::Receipt, source @ RpcError::Reverted { tx, .. }) => OpsError::Reverted {
+            what: what.to_string(),
+            tx: Some(tx),
+            reason: match source.revert_data() {
+                Some(d) if !d.is_empty() => revert_reason(&source),
+                _ => "the receipt has status 0".into(),
+            },
+        },
+        (TxStep::Receipt, RpcError::NotMined(hash, after)) => OpsError::Unexpected(format!(
+            "{what}: transaction {hash} not mined within {after:?}; check it on an explorer \
+             before re-running (re-running is safe: every command checks the chain first)"
+        )),
+        (step, source) => {
+            let context = match step {
+                TxStep::Nonce => "reading the sender's nonce".to_string(),
+                TxStep::EstimateGas => format!("estimating gas for {what}"),
+                TxStep::Fees => "reading the fees".to_string(),
+                TxStep::Send => format!("sending {what}"),
+                TxStep::Receipt => format!("waiting for {what}"),
+            };
+            OpsError::chain(context)(source)
+        }
+    }
 }
 
 /// A revert as an operator can read it: our contracts' custom errors by name, `Error(string)`

@@ -5,10 +5,10 @@
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::SolCall;
 
-use attestmesh_chain::bindings::{IIndexerRegistry, IndexerRecord};
 use crate::error::OpsError;
 use crate::exec::{Executor, PlannedTx};
 use crate::read::view;
+use attestmesh_chain::bindings::{IIndexerRegistry, IndexerRecord};
 
 /// What `indexer register` did.
 #[derive(Debug, Clone, PartialEq, Eq)]

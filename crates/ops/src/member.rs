@@ -222,9 +222,7 @@ pub async fn bind(
             exec.submit(PlannedTx {
                 to: cluster,
                 value: U256::ZERO,
-                data: Bytes::from(
-                    IDstackFacet::addAllowedAppIdCall { appId: app_id }.abi_encode(),
-                ),
+                data: Bytes::from(IDstackFacet::addAllowedAppIdCall { appId: app_id }.abi_encode()),
                 what: format!("addAllowedAppId({app_id}) on cluster {cluster}"),
             })
             .await?;

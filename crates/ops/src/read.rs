@@ -14,20 +14,17 @@ pub async fn view<C: SolCall>(
     call: C,
     what: &str,
 ) -> Result<C::Return, OpsError> {
-    let out = p
-        .eth_call(to, &call.abi_encode())
-        .await
-        .map_err(|e| {
-            if e.is_revert() {
-                OpsError::Reverted {
-                    what: what.to_string(),
-                    tx: None,
-                    reason: revert_reason(&e),
-                }
-            } else {
-                OpsError::chain(what.to_string())(e)
+    let out = p.eth_call(to, &call.abi_encode()).await.map_err(|e| {
+        if e.is_revert() {
+            OpsError::Reverted {
+                what: what.to_string(),
+                tx: None,
+                reason: revert_reason(&e),
             }
-        })?;
+        } else {
+            OpsError::chain(what.to_string())(e)
+        }
+    })?;
     if out.is_empty() {
         return Err(OpsError::Unexpected(format!(
             "{what}: empty answer — is there a contract of the expected kind at {to}?"

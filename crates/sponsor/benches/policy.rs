@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::Address;
+use attestmesh_chain::rpc::RpcClient;
 use attestmesh_sponsor::policy::{Decision, Mode, Policy, PolicyConfig};
-use attestmesh_sponsor::{CounterStore, JsonRpcClient, RpcChainView};
+use attestmesh_sponsor::{CounterStore, RpcChainView};
 use common::*;
 
 struct Row {
@@ -146,7 +147,11 @@ async fn run() {
     cold_cfg.positive_ttl = Duration::ZERO;
     cold_cfg.negative_ttl = Duration::ZERO;
     let view = || {
-        RpcChainView::new(JsonRpcClient::new(&node.url(), Duration::from_secs(5)).expect("client"))
+        RpcChainView::new(
+            RpcClient::new(&node.url())
+                .expect("client")
+                .with_timeout(Duration::from_secs(5)),
+        )
     };
     let warm = Arc::new(Policy::new(cfg, view(), store.clone()));
     let cold = Arc::new(Policy::new(cold_cfg, view(), store.clone()));

@@ -88,7 +88,7 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 
-pub use chain::{ChainError, ChainView, JsonRpcClient, RpcChainView};
+pub use chain::{ChainError, ChainView, RpcChainView};
 pub use policy::{Decision, DenyReason, Mode, Origin, OriginKind, Policy, PolicyConfig};
 pub use server::{Service, ServiceConfig, router, serve};
 pub use signer::SponsorSigner;
@@ -206,13 +206,13 @@ pub async fn run(
             source,
         })?;
 
-    let rpc = JsonRpcClient::new(&s.rpc_url, s.rpc_timeout).map_err(StartError::Rpc)?;
+    let rpc = attestmesh_chain::rpc::RpcClient::new(&s.rpc_url)
+        .map_err(|e| StartError::Rpc(e.into()))?
+        .with_timeout(s.rpc_timeout);
     let actual = rpc
-        .request("eth_chainId", serde_json::json!([]))
+        .chain_id()
         .await
-        .map_err(StartError::Rpc)?;
-    let actual = wire::chain_id("eth_chainId", &actual)
-        .map_err(|e| StartError::Rpc(ChainError::Malformed(e.to_string())))?;
+        .map_err(|e| StartError::Rpc(e.into()))?;
     if actual != s.chain_id {
         return Err(StartError::ChainIdMismatch {
             configured: s.chain_id,

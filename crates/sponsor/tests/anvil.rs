@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::{SolCall, SolValue, sol};
+use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::userop::{
     PAYMASTER_DATA_OFFSET, SponsorPaymasterData, UserOperation, sponsor_paymaster_hash,
 };
 use attestmesh_sponsor::policy::{Decision, DenyReason, Mode, Policy, PolicyConfig};
-use attestmesh_sponsor::{
-    CounterStore, JsonRpcClient, RpcChainView, Service, ServiceConfig, SponsorSigner, wire,
-};
+use attestmesh_sponsor::{CounterStore, RpcChainView, Service, ServiceConfig, SponsorSigner, wire};
 use common::{SIGNER_KEY, execute, op, op_json, set_csk};
 use serde_json::{Value, json};
 
@@ -63,7 +62,7 @@ impl Drop for Anvil {
     }
 }
 
-async fn start_anvil() -> (Anvil, JsonRpcClient) {
+async fn start_anvil() -> (Anvil, RpcClient) {
     // The native binary, not the node shim in node_modules/.bin, so kill() reaches anvil itself.
     let bin = std::env::var("ANVIL")
         .map(PathBuf::from)
@@ -94,9 +93,11 @@ async fn start_anvil() -> (Anvil, JsonRpcClient) {
         url: format!("http://127.0.0.1:{port}"),
         child,
     };
-    let rpc = JsonRpcClient::new(&anvil.url, Duration::from_secs(10)).expect("client");
+    let rpc = RpcClient::new(&anvil.url)
+        .expect("client")
+        .with_timeout(Duration::from_secs(10));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while rpc.request("eth_chainId", json!([])).await.is_err() {
+    while rpc.call::<Value>("eth_chainId", json!([])).await.is_err() {
         assert!(
             Instant::now() < deadline,
             "anvil did not come up on {}",
@@ -122,7 +123,7 @@ fn artifact_bytecode(name: &str) -> Vec<u8> {
 }
 
 struct Chain {
-    rpc: JsonRpcClient,
+    rpc: RpcClient,
     from: Address,
 }
 
@@ -134,7 +135,7 @@ impl Chain {
         }
         let hash = self
             .rpc
-            .request("eth_sendTransaction", json!([tx]))
+            .call::<Value>("eth_sendTransaction", json!([tx]))
             .await
             .expect("send tx");
         // anvil mines at once, but the receipt can lag the send by a moment.
@@ -142,7 +143,7 @@ impl Chain {
         let receipt = loop {
             let r = self
                 .rpc
-                .request("eth_getTransactionReceipt", json!([hash]))
+                .call::<Value>("eth_getTransactionReceipt", json!([hash]))
                 .await
                 .expect("receipt");
             if !r.is_null() {
@@ -169,7 +170,7 @@ impl Chain {
         }
         let out = self
             .rpc
-            .request("eth_call", json!([req, "latest"]))
+            .call::<Value>("eth_call", json!([req, "latest"]))
             .await
             .expect("eth_call");
         let bytes = wire::bytes("result", &out).expect("hex");
@@ -195,7 +196,7 @@ fn to_sol(p: &attestmesh_core::userop::PackedUserOperation) -> PackedUserOperati
 async fn real_contracts_agree_with_the_service() {
     let (anvil, rpc) = start_anvil().await;
     let accounts = rpc
-        .request("eth_accounts", json!([]))
+        .call::<Value>("eth_accounts", json!([]))
         .await
         .expect("accounts");
     let from = wire::address("accounts[0]", &accounts[0]).expect("account");
@@ -297,8 +298,11 @@ async fn real_contracts_agree_with_the_service() {
     // The policy over the production ChainView reads the deployed factories.
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(CounterStore::open(&dir.path().join("db")).expect("store"));
-    let view =
-        RpcChainView::new(JsonRpcClient::new(&anvil.url, Duration::from_secs(10)).expect("client"));
+    let view = RpcChainView::new(
+        RpcClient::new(&anvil.url)
+            .expect("client")
+            .with_timeout(Duration::from_secs(10)),
+    );
     let policy = Policy::new(
         PolicyConfig::new(chain_id, entry_point, member_factory, cluster_factory, 10),
         view,
@@ -353,10 +357,11 @@ async fn real_contracts_agree_with_the_service() {
     }));
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "pm_getPaymasterData",
         "params": [op_json(&good), entry_point.to_string(), format!("{chain_id:#x}"), {}]});
-    let rpc_client =
-        JsonRpcClient::new(&format!("http://{addr}"), Duration::from_secs(10)).expect("client");
+    let rpc_client = RpcClient::new(&format!("http://{addr}"))
+        .expect("client")
+        .with_timeout(Duration::from_secs(10));
     let result = rpc_client
-        .request("pm_getPaymasterData", body["params"].clone())
+        .call::<Value>("pm_getPaymasterData", body["params"].clone())
         .await
         .expect("sponsored");
 

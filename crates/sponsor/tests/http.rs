@@ -544,8 +544,9 @@ async fn rpc_chain_view_over_http() {
     use attestmesh_sponsor::ChainView;
     let node = FakeNode::start(MemState::fixture(), Duration::ZERO).await;
     let view = RpcChainView::new(
-        attestmesh_sponsor::JsonRpcClient::new(&node.url(), Duration::from_secs(2))
-            .expect("client"),
+        attestmesh_chain::rpc::RpcClient::new(&node.url())
+            .expect("client")
+            .with_timeout(Duration::from_secs(2)),
     );
     assert!(
         view.is_our_member(MEMBER_FACTORY, NODE_A)
@@ -594,11 +595,12 @@ async fn rpc_chain_view_over_http() {
     let addr = node.addr;
     node.stop().await;
     let dead = RpcChainView::new(
-        attestmesh_sponsor::JsonRpcClient::new(&format!("http://{addr}"), Duration::from_secs(2))
-            .expect("client"),
+        attestmesh_chain::rpc::RpcClient::new(&format!("http://{addr}"))
+            .expect("client")
+            .with_timeout(Duration::from_secs(2)),
     );
     assert!(dead.cluster_of(NODE_A).await.is_err());
-    assert!(attestmesh_sponsor::JsonRpcClient::new("ftp://x", Duration::from_secs(1)).is_err());
+    assert!(attestmesh_chain::rpc::RpcClient::new("ftp://x").is_err());
 }
 
 /// `run` end to end: key file, webhook secret file, db path, RPC check, serve, shut down.

@@ -6,17 +6,16 @@
 //! - `pubkey`: print the Ed25519 key the TEE derives for the Indexer, so the operator can put it
 //!   in the registry without the key ever leaving the VM (only the public half is printed).
 //! - `register`: `IndexerRegistry.setIndexer(endpoint, codeId, pubKey)` signed with the
-//!   registry owner's key. The workspace's JSON-RPC client sends only from unlocked accounts, so
-//!   the one EIP-1559 transaction this needs is encoded and signed here (hand-rolled RLP: a full
-//!   transaction stack would be a large dependency for one call).
+//!   registry owner's key, sent as an EIP-1559 transaction by the chain crate's [`Wallet`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy_primitives::{Address, B256, Bytes, U256};
 use anyhow::{Context, bail};
-use attestmesh_chain::rpc::{Receipt, RpcClient};
+use attestmesh_chain::rpc::{Receipt, RpcClient, RpcError};
+use attestmesh_chain::tx::{Call, TxError, TxStep, Wallet};
 use attestmesh_core::keys::OwnerKey;
 use attestmesh_indexer::registry;
 use attestmesh_tee::client::GuestAgentClient;
@@ -39,7 +38,7 @@ pub enum Sub {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Chain JSON-RPC endpoint (http://host:port[/path]).
+    /// Chain JSON-RPC endpoint (http(s)://host[:port][/path]).
     #[arg(long, env = "INDEXER_RPC_URL")]
     pub rpc_url: String,
 
@@ -99,7 +98,7 @@ pub struct PubkeyArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RegisterArgs {
-    /// Chain JSON-RPC endpoint (http://host:port[/path]).
+    /// Chain JSON-RPC endpoint (http(s)://host[:port][/path]).
     #[arg(long, env = "INDEXER_RPC_URL")]
     pub rpc_url: String,
 
@@ -255,132 +254,34 @@ pub async fn register(
     let data = registry::set_indexer_calldata(endpoint, code_id, pubkey);
     let from = owner.address();
     let chain_id = rpc.chain_id().await?;
-    let nonce: U256 = rpc
-        .call(
-            "eth_getTransactionCount",
-            serde_json::json!([from, "pending"]),
-        )
-        .await?;
-    let gas = rpc
-        .estimate_gas(from, registry_addr, &data)
-        .await
-        .with_context(|| {
-            format!("setIndexer from {from} would fail (is it the registry owner?)")
-        })?;
-    let base = rpc.base_fee().await?;
-    let tip = rpc.max_priority_fee().await.unwrap_or(1_000_000_000).max(1);
-    let tx = Eip1559 {
-        chain_id,
-        nonce: nonce.saturating_to(),
-        max_priority_fee_per_gas: tip,
-        max_fee_per_gas: base.saturating_mul(2).saturating_add(tip),
-        gas_limit: gas.saturating_add(gas / 5),
+    let mut wallet = Wallet::new(owner, chain_id).with_receipt_timeout(Duration::from_secs(120));
+    let call = Call {
         to: registry_addr,
-        data,
+        value: U256::ZERO,
+        data: Bytes::from(data),
     };
-    let raw = tx.sign(owner)?;
-    let hash: B256 = rpc
-        .call(
-            "eth_sendRawTransaction",
-            serde_json::json!([Bytes::from(raw)]),
-        )
-        .await
-        .context("eth_sendRawTransaction")?;
-    let receipt = rpc.wait_receipt(hash, Duration::from_secs(120)).await?;
-    if !receipt.success {
-        bail!("setIndexer transaction {hash} reverted");
-    }
+    let receipt = match wallet.send_and_wait(&rpc, &call).await {
+        Ok(r) => r,
+        Err(TxError::Rpc {
+            step: TxStep::EstimateGas,
+            source,
+        }) => {
+            return Err(anyhow::Error::new(source).context(format!(
+                "setIndexer from {from} would fail (is it the registry owner?)"
+            )));
+        }
+        Err(TxError::Rpc {
+            step: TxStep::Receipt,
+            source: RpcError::Reverted { tx, .. },
+        }) => bail!("setIndexer transaction {tx} reverted"),
+        Err(e) => return Err(anyhow::Error::new(e).context("sending setIndexer")),
+    };
+    let hash = receipt.tx_hash;
     let now = registry::read_current(&rpc, registry_addr).await?;
     if now.endpoint != endpoint || now.pubkey != pubkey || now.code_id != code_id {
         bail!("registry does not hold the new record after {hash}: {now:?}");
     }
     Ok(receipt)
-}
-
-/// An EIP-1559 (type 2) call without access list.
-struct Eip1559 {
-    chain_id: u64,
-    nonce: u64,
-    max_priority_fee_per_gas: u128,
-    max_fee_per_gas: u128,
-    gas_limit: u64,
-    to: Address,
-    data: Vec<u8>,
-}
-
-impl Eip1559 {
-    fn fields(&self) -> Vec<Vec<u8>> {
-        vec![
-            rlp_uint(u128::from(self.chain_id)),
-            rlp_uint(u128::from(self.nonce)),
-            rlp_uint(self.max_priority_fee_per_gas),
-            rlp_uint(self.max_fee_per_gas),
-            rlp_uint(u128::from(self.gas_limit)),
-            rlp_bytes(self.to.as_slice()),
-            rlp_uint(0), // value
-            rlp_bytes(&self.data),
-            rlp_list(&[]), // access list
-        ]
-    }
-
-    /// `0x02 ‖ rlp([fields…, yParity, r, s])` with the signature over
-    /// `keccak256(0x02 ‖ rlp([fields…]))`.
-    fn sign(&self, key: &OwnerKey) -> anyhow::Result<Vec<u8>> {
-        let mut pre = vec![2u8];
-        pre.extend(rlp_list(&self.fields()));
-        let sig = key
-            .sign_prehash(&keccak256(&pre))
-            .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
-        let mut f = self.fields();
-        f.push(rlp_uint(u128::from(sig[64] - 27)));
-        f.push(rlp_bytes(strip_zeros(&sig[..32])));
-        f.push(rlp_bytes(strip_zeros(&sig[32..64])));
-        let mut raw = vec![2u8];
-        raw.extend(rlp_list(&f));
-        Ok(raw)
-    }
-}
-
-fn strip_zeros(b: &[u8]) -> &[u8] {
-    let first = b.iter().position(|x| *x != 0).unwrap_or(b.len());
-    &b[first..]
-}
-
-fn rlp_len(offset: u8, len: usize, out: &mut Vec<u8>) {
-    if len < 56 {
-        out.push(offset + len as u8);
-    } else {
-        let be = len.to_be_bytes();
-        let l = strip_zeros(&be);
-        out.push(offset + 55 + l.len() as u8);
-        out.extend_from_slice(l);
-    }
-}
-
-fn rlp_bytes(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len() + 9);
-    if b.len() == 1 && b[0] < 0x80 {
-        out.push(b[0]);
-    } else {
-        rlp_len(0x80, b.len(), &mut out);
-        out.extend_from_slice(b);
-    }
-    out
-}
-
-/// Integers are big-endian byte strings without leading zeros (0 is the empty string).
-fn rlp_uint(v: u128) -> Vec<u8> {
-    rlp_bytes(strip_zeros(&v.to_be_bytes()))
-}
-
-fn rlp_list(items: &[Vec<u8>]) -> Vec<u8> {
-    let len: usize = items.iter().map(Vec::len).sum();
-    let mut out = Vec::with_capacity(len + 9);
-    rlp_len(0xc0, len, &mut out);
-    for i in items {
-        out.extend_from_slice(i);
-    }
-    out
 }
 
 /// Ctrl-C or SIGTERM.
@@ -411,24 +312,6 @@ async fn shutdown_signal() {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rlp_known_answers() {
-        // From the Ethereum RLP specification's examples.
-        assert_eq!(rlp_bytes(b"dog"), vec![0x83, b'd', b'o', b'g']);
-        assert_eq!(rlp_list(&[]), vec![0xc0]);
-        assert_eq!(rlp_uint(0), vec![0x80]);
-        assert_eq!(rlp_uint(15), vec![0x0f]);
-        assert_eq!(rlp_uint(1024), vec![0x82, 0x04, 0x00]);
-        assert_eq!(
-            rlp_list(&[rlp_bytes(b"cat"), rlp_bytes(b"dog")]),
-            vec![0xc8, 0x83, b'c', b'a', b't', 0x83, b'd', b'o', b'g']
-        );
-        let lorem = b"Lorem ipsum dolor sit amet, consectetur adipisicing elit";
-        let enc = rlp_bytes(lorem);
-        assert_eq!(&enc[..2], &[0xb8, 0x38]);
-        assert_eq!(&enc[2..], lorem);
-    }
 
     /// Signs a real setIndexer against anvil: the registry only accepts its owner, so success
     /// proves the encoding, the chain id binding and the recovered sender.

@@ -197,7 +197,10 @@ async fn node_rpc(State(n): State<NodeState>, body: axum::body::Bytes) -> String
         Some("eth_chainId") => ok(json!(format!("{CHAIN_ID:#x}"))),
         Some("eth_call") => {
             let to: Address = req["params"][0]["to"].as_str().and_then(|s| s.parse().ok()).unwrap_or_default();
-            let data = attestmesh_sponsor::wire::bytes("data", &req["params"][0]["data"]).unwrap_or_default();
+            // Nodes take the calldata as `input` (current name) or `data` (legacy name).
+            let call = &req["params"][0];
+            let input = if call["input"].is_null() { &call["data"] } else { &call["input"] };
+            let data = attestmesh_sponsor::wire::bytes("input", input).unwrap_or_default();
             let s = &n.state;
             if let Ok(c) = isOurMemberCall::abi_decode(&data) {
                 if to != MEMBER_FACTORY {

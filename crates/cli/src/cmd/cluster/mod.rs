@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, B256};
 use anyhow::{Context, bail};
+use attestmesh_chain::rpc::RpcClient;
 use attestmesh_ops::deployments::Deployments;
 use attestmesh_ops::exec::{Executor, LocalKey, Mode};
-use attestmesh_chain::rpc::RpcClient;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
