@@ -142,7 +142,16 @@ async fn a_cluster_of_one_registers_commits_its_csk_and_becomes_healthy() {
         !Path::new(&format!("/sys/class/net/{iface}")).exists(),
         "interface removed"
     );
-    assert!(cfg.state_dir.as_ref().unwrap().join("csk.cache").exists());
+    let state_dir = cfg.state_dir.clone().unwrap();
+    assert!(state_dir.join("csk.cache").exists());
+    // Invariant 6: nothing secret lands in the state directory in the clear (raw or hex).
+    let secrets: Vec<Vec<u8>> = vec![
+        keys.csk.as_bytes().to_vec(),
+        keys.state.as_bytes().to_vec(),
+        keys.x25519.to_bytes().to_vec(),
+        keys.wireguard.to_bytes().to_vec(),
+    ];
+    assert_no_plaintext_secrets(&state_dir, &secrets);
 
     // Restart from the same TEE and state: no re-registration, same keys, healthy again.
     let members_before = read(&s.rpc, s.cluster, IAttestFacet::memberCountCall {}).await;
@@ -159,4 +168,40 @@ async fn a_cluster_of_one_registers_commits_its_csk_and_becomes_healthy() {
 
     tee_stop.send(()).unwrap();
     let _ = tee_task.await;
+}
+
+/// Fails if any file below `dir` contains one of `secrets` as raw bytes or as (lower or upper
+/// case) hex.
+fn assert_no_plaintext_secrets(dir: &Path, secrets: &[Vec<u8>]) {
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let data = std::fs::read(&path).unwrap();
+            files += 1;
+            for secret in secrets {
+                let lower = alloy_primitives::hex::encode(secret);
+                for needle in [
+                    secret.clone(),
+                    lower.clone().into_bytes(),
+                    lower.to_uppercase().into_bytes(),
+                ] {
+                    assert!(
+                        !data.windows(needle.len()).any(|w| w == needle.as_slice()),
+                        "{} holds a secret in the clear",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        files > 0,
+        "the state directory is empty; nothing was checked"
+    );
 }
