@@ -57,7 +57,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         kms_root = %server.kms_root_address(),
         "devtee serving the dstack guest-agent API (simulated TEE)"
     );
-    server.run(shutdown_signal()).await?;
+    server.run(super::shutdown_signal()).await?;
     tracing::info!("devtee stopped");
     Ok(())
 }
@@ -74,29 +74,4 @@ fn parse_key(hex: &str) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
     }
     out.copy_from_slice(&bytes);
     Ok(out)
-}
-
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

@@ -49,31 +49,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         routes,
     };
     tracing::info!(listen = %args.listen, domain = %args.domain, "dev gateway starting");
-    run_gateway(config, shutdown_signal()).await?;
+    run_gateway(config, super::shutdown_signal()).await?;
     tracing::info!("dev gateway stopped");
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "cannot listen for ctrl-c");
-                std::future::pending::<()>().await;
-            }
-        }
-        _ = term => {}
-    }
 }

@@ -208,7 +208,7 @@ async fn run_indexer(a: RunArgs) -> anyhow::Result<()> {
         .await
         .context("starting the indexer")?;
     tracing::info!(grpc = %ix.grpc_addr, http = %ix.http_addr, pubkey = %ix.pubkey(), "indexer running");
-    ix.run(shutdown_signal()).await?;
+    ix.run(super::shutdown_signal()).await?;
     tracing::info!("indexer stopped");
     Ok(())
 }
@@ -282,30 +282,6 @@ pub async fn register(
         bail!("registry does not hold the new record after {hash}: {now:?}");
     }
     Ok(receipt)
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "cannot listen for ctrl-c");
-                std::future::pending::<()>().await;
-            }
-        }
-        _ = term => {}
-    }
 }
 
 #[cfg(test)]

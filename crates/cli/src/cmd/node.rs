@@ -12,32 +12,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     attestmesh_node::runtime::run(
         cfg,
         |h| tracing::info!(health = %h.health_addr, "agent serving"),
-        shutdown_signal(),
+        super::shutdown_signal(),
     )
     .await?;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "cannot listen for ctrl-c");
-                std::future::pending::<()>().await;
-            }
-        }
-        _ = term => {}
-    }
 }

@@ -103,31 +103,7 @@ fn settings(a: Args) -> anyhow::Result<attestmesh_sponsor::Settings> {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let s = settings(args)?;
-    attestmesh_sponsor::run(s, |_| {}, shutdown_signal()).await?;
+    attestmesh_sponsor::run(s, |_| {}, super::shutdown_signal()).await?;
     tracing::info!("sponsor service stopped");
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "cannot listen for ctrl-c");
-                std::future::pending::<()>().await;
-            }
-        }
-        _ = term => {}
-    }
 }
