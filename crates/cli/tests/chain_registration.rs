@@ -7,8 +7,9 @@ mod support;
 
 use alloy_primitives::{Address, B256, keccak256};
 use alloy_sol_types::{SolCall, SolError};
-use attestmesh_chain::bindings::{ClusterInitArgs, IAttestFacet, IClusterMember, IDstackFacet};
-use attestmesh_chain::deploy::{self, Artifacts, ENTRY_POINT_V07};
+use attestmesh_chain::bindings::{IAttestFacet, IClusterMember, IDstackFacet};
+use attestmesh_chain::deploy::{self, ENTRY_POINT_V07};
+use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::ids::{DSTACK_ATTESTOR_ID, member_id};
 use attestmesh_core::mesh::MeshCidr;
@@ -16,17 +17,7 @@ use attestmesh_tee::attestor::{Attestor, KeyKind, OnChainRecord, check_lost_stat
 use attestmesh_tee::client::GuestAgentClient;
 use attestmesh_tee::dstack::DstackAttestor;
 use attestmesh_tee::kms;
-use support::{Anvil, DevteeProcess};
-
-fn artifacts() -> Artifacts {
-    let dir = std::env::var("ATTESTMESH_ARTIFACTS")
-        .unwrap_or_else(|_| format!("{}/../../artifacts", env!("CARGO_MANIFEST_DIR")));
-    assert!(
-        std::path::Path::new(&dir).join("DstackFacet.json").exists(),
-        "contract artifacts missing in {dir}: export them (artifacts/<Name>.json with abi+bytecode) or set ATTESTMESH_ARTIFACTS"
-    );
-    Artifacts::new(dir)
-}
+use support::DevteeProcess;
 
 async fn read<C: SolCall>(rpc: &RpcClient, to: Address, call: C) -> C::Return {
     deploy::read(rpc, to, call, "view").await.unwrap()
@@ -34,30 +25,22 @@ async fn read<C: SolCall>(rpc: &RpcClient, to: Address, call: C) -> C::Return {
 
 #[tokio::test]
 async fn devtee_keys_register_on_chain_and_are_checked_for_lost_state() {
-    let artifacts = artifacts();
-    let anvil = Anvil::start().await;
-    let rpc = RpcClient::new(&anvil.url).unwrap();
-    let accounts = rpc.accounts().await.unwrap();
-    let (deployer, owner, submitter) = (accounts[0], accounts[1], accounts[2]);
+    let repo = devstack::repo_root(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = devstack::artifacts(&repo, &["DstackFacet"]).unwrap();
+    let chain = Devchain::start(&repo).await.unwrap();
+    let rpc = chain.rpc.clone();
+    let (deployer, owner, submitter) = (chain.accounts[0], chain.accounts[1], chain.accounts[2]);
 
     // Infra + one cluster that trusts the devtee development KMS root.
-    let infra = deploy::deploy_infra(&rpc, deployer, &artifacts, ENTRY_POINT_V07)
-        .await
-        .unwrap();
     let cidr = MeshCidr::new(0x0a0d_0000, 16).unwrap();
-    let args = ClusterInitArgs {
-        clusterOwner: owner,
-        meshCidrIp: cidr.ip(),
-        meshPrefix: cidr.prefix(),
-        memberFactory: infra.member_factory,
-        kmsRoots: vec![kms::DEV_KMS_ROOT_ADDRESS],
-        composeHashes: vec![],
-        devices: vec![],
-        appIds: vec![],
-        allowAnyDevice: true,
-        requireTcbUpToDate: false,
+    let spec = ClusterSpec {
+        owner,
+        cidr,
+        kms_roots: vec![kms::DEV_KMS_ROOT_ADDRESS],
+        salt: B256::repeat_byte(1),
     };
-    let cluster = deploy::deploy_cluster(&rpc, deployer, &infra, args, B256::repeat_byte(1))
+    let (infra, cluster) = chain
+        .deploy_dev_cluster(&artifacts, ENTRY_POINT_V07, &spec)
         .await
         .unwrap();
     assert!(

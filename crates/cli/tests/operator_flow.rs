@@ -18,6 +18,7 @@ use std::process::Output;
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::{SolCall, SolValue, sol};
 use attestmesh_chain::deploy::Artifacts;
+use attestmesh_chain::devstack::Devchain;
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::ids::{DSTACK_ATTESTOR_ID, member_id};
 use attestmesh_core::mesh::MeshCidr;
@@ -27,7 +28,7 @@ use attestmesh_tee::client::GuestAgentClient;
 use attestmesh_tee::dstack::DstackAttestor;
 use attestmesh_tee::kms::DEV_KMS_ROOT_ADDRESS;
 use serde_json::{Value, json};
-use support::{Anvil, DevteeProcess};
+use support::DevteeProcess;
 
 sol! {
     function initialize(address owner_, bytes32 composeHash) external;
@@ -511,8 +512,8 @@ async fn operator_flow_with_a_key_and_with_printed_safe_batches() {
     std::fs::write(&password, "correct horse\n").unwrap();
 
     // Flow A: a local key signs and sends.
-    let chain_a = Anvil::start().await;
-    let rpc_a = RpcClient::new(&chain_a.url).unwrap();
+    let chain_a = Devchain::start(&repo()).await.unwrap();
+    let rpc_a = chain_a.rpc.clone();
     let dir_a = work.path().join("a");
     std::fs::create_dir_all(&dir_a).unwrap();
     let kf = key_file.to_str().unwrap().to_string();
@@ -520,7 +521,7 @@ async fn operator_flow_with_a_key_and_with_printed_safe_batches() {
     let pw = password.to_str().unwrap().to_string();
     let a = sequence(
         &rpc_a,
-        &chain_a.url,
+        chain_a.url(),
         &dir_a,
         &["--private-key-file", &kf],
         owner,
@@ -532,7 +533,7 @@ async fn operator_flow_with_a_key_and_with_printed_safe_batches() {
     // A wrong keystore password is refused before anything is sent.
     let err = fails(
         am(
-            &chain_a.url,
+            chain_a.url(),
             &dir_a,
             &[
                 "indexer",
@@ -554,20 +555,13 @@ async fn operator_flow_with_a_key_and_with_printed_safe_batches() {
     assert!(err.contains("wrong password"), "{err}");
 
     // Flow B: a Safe (no key) owns everything; each command prints a batch the Safe executes.
-    let chain_b = Anvil::start().await;
-    let rpc_b = RpcClient::new(&chain_b.url).unwrap();
+    let chain_b = Devchain::start(&repo()).await.unwrap();
+    let rpc_b = chain_b.rpc.clone();
     let safe: Address = "0x5afe5afe5afe5afe5afe5afe5afe5afe5afe5afe"
         .parse()
         .unwrap();
-    let _: Value = rpc_b
-        .call("anvil_impersonateAccount", json!([safe]))
-        .await
-        .unwrap();
-    let _: Value = rpc_b
-        .call(
-            "anvil_setBalance",
-            json!([safe, U256::from(10u128.pow(20))]),
-        )
+    chain_b
+        .impersonate(safe, U256::from(10u128.pow(20)))
         .await
         .unwrap();
     let dir_b = work.path().join("b");
@@ -576,7 +570,7 @@ async fn operator_flow_with_a_key_and_with_printed_safe_batches() {
     let print = ["--print-calldata", "--from", safe_s.as_str()];
     let b = sequence(
         &rpc_b,
-        &chain_b.url,
+        chain_b.url(),
         &dir_b,
         &print,
         safe,
@@ -628,7 +622,7 @@ async fn operator_flow_with_a_key_and_with_printed_safe_batches() {
         if force {
             args.push("--force");
         }
-        am(&chain_a.url, &dir_a, &args)
+        am(chain_a.url(), &dir_a, &args)
     };
     ok(kms("disallow", false), "disallow the dev root");
     let err = fails(kms("allow", false), "dev KMS root on chain 84532");

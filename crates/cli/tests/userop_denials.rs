@@ -12,10 +12,12 @@ use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::SolCall;
 use attestmesh_chain::backoff::BackoffPolicy;
 use attestmesh_chain::bindings::{
-    ClusterInitArgs, IAttestFacet, IClusterMemberAccount, IMessageFacet, INetworkFacet,
+    IAttestFacet, IClusterMemberAccount, IMessageFacet, INetworkFacet,
 };
 use attestmesh_chain::deploy;
+use attestmesh_chain::devstack::dev_cluster_args;
 use attestmesh_chain::userop::{NodeAccount, UserOpClient, UserOpConfig, UserOpError};
+use attestmesh_core::mesh::MeshCidr;
 use attestmesh_tee::kms;
 use userop_stack::{Stack, StackOptions, read};
 
@@ -87,18 +89,12 @@ async fn policy_denials_are_typed_and_the_daily_cap_survives_a_restart() {
         &stack.rpc,
         stack.deployer,
         &stack.infra,
-        ClusterInitArgs {
-            clusterOwner: stack.cluster_owner,
-            meshCidrIp: 0x0a0e_0000,
-            meshPrefix: 16,
-            memberFactory: stack.infra.member_factory,
-            kmsRoots: vec![kms::DEV_KMS_ROOT_ADDRESS],
-            composeHashes: vec![],
-            devices: vec![],
-            appIds: vec![],
-            allowAnyDevice: true,
-            requireTcbUpToDate: false,
-        },
+        dev_cluster_args(
+            stack.cluster_owner,
+            MeshCidr::new(0x0a0e_0000, 16).unwrap(),
+            stack.infra.member_factory,
+            vec![kms::DEV_KMS_ROOT_ADDRESS],
+        ),
         B256::repeat_byte(2),
     )
     .await

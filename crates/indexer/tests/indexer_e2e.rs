@@ -2,86 +2,25 @@
 //! emulator on a real unix socket) + the Indexer's real gRPC and HTTP servers on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod intake_common;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, hex, keccak256};
 use alloy_sol_types::SolCall;
-use attestmesh_chain::bindings::{ClusterInitArgs, IMessageFacet};
-use attestmesh_chain::deploy::{self, Artifacts, ENTRY_POINT_V07};
+use attestmesh_chain::bindings::IMessageFacet;
+use attestmesh_chain::deploy::ENTRY_POINT_V07;
+use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
 use attestmesh_chain::rpc::RpcClient;
-use attestmesh_core::ids::{DSTACK_ATTESTOR_ID, member_id};
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_core::push::{PushBody, fixed, report_data_binds};
 use attestmesh_indexer::pb::{self, indexer_client::IndexerClient};
 use attestmesh_indexer::{Config, Indexer, state};
-use attestmesh_tee::attestor::Attestor;
-use attestmesh_tee::client::GuestAgentClient;
-use attestmesh_tee::devtee::{Devtee, DevteeConfig, parse_simulated_quote};
-use attestmesh_tee::dstack::DstackAttestor;
+use attestmesh_tee::devtee::parse_simulated_quote;
 use attestmesh_tee::kms;
+use intake_common::{devtee, register_members};
 use tokio_stream::StreamExt;
-
-struct Anvil {
-    url: String,
-    child: Child,
-}
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-async fn anvil() -> Anvil {
-    let bin = std::env::var("ANVIL").unwrap_or_else(|_| {
-        format!(
-            "{}/../../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(&bin)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--silent",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn anvil (npm ci installs it)");
-    let a = Anvil {
-        url: format!("http://127.0.0.1:{port}"),
-        child,
-    };
-    let rpc = RpcClient::new(&a.url).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while rpc.chain_id().await.is_err() {
-        assert!(Instant::now() < deadline, "anvil did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    a
-}
-
-/// An in-process devtee on its own socket, stopped when the sender drops.
-async fn devtee(socket: &Path, app_id: Address) -> tokio::sync::oneshot::Sender<()> {
-    let d = Devtee::bind(DevteeConfig::dev(socket, app_id))
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(d.run(async move {
-        let _ = rx.await;
-    }));
-    tx
-}
 
 struct Running {
     grpc: String,
@@ -237,60 +176,24 @@ async fn send_msg(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexer_pushes_signed_wakeups_end_to_end() {
-    let dir_art = format!("{}/../../artifacts", env!("CARGO_MANIFEST_DIR"));
-    let artifacts = Artifacts::new(&dir_art);
-    let anvil = anvil().await;
-    let rpc = RpcClient::new(&anvil.url).unwrap();
-    let accounts = rpc.accounts().await.unwrap();
-    let (deployer, owner, submitter) = (accounts[0], accounts[1], accounts[2]);
-    let infra = deploy::deploy_infra(&rpc, deployer, &artifacts, ENTRY_POINT_V07)
-        .await
-        .unwrap();
-    let cidr = MeshCidr::new(0x0a0d_0000, 16).unwrap();
-    let args = ClusterInitArgs {
-        clusterOwner: owner,
-        meshCidrIp: cidr.ip(),
-        meshPrefix: cidr.prefix(),
-        memberFactory: infra.member_factory,
-        kmsRoots: vec![kms::DEV_KMS_ROOT_ADDRESS],
-        composeHashes: vec![],
-        devices: vec![],
-        appIds: vec![],
-        allowAnyDevice: true,
-        requireTcbUpToDate: false,
+    let repo = devstack::repo_root(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = devstack::artifacts(&repo, &[]).unwrap();
+    let chain = Devchain::start(&repo).await.unwrap();
+    let rpc = chain.rpc.clone();
+    let (owner, submitter) = (chain.accounts[1], chain.accounts[2]);
+    let spec = ClusterSpec {
+        owner,
+        cidr: MeshCidr::new(0x0a0d_0000, 16).unwrap(),
+        kms_roots: vec![kms::DEV_KMS_ROOT_ADDRESS],
+        salt: B256::repeat_byte(1),
     };
-    let cluster = deploy::deploy_cluster(&rpc, deployer, &infra, args, B256::repeat_byte(1))
+    let (infra, cluster) = chain
+        .deploy_dev_cluster(&artifacts, ENTRY_POINT_V07, &spec)
         .await
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut tees = Vec::new();
-    let mut members = Vec::new();
-    for (i, salt) in [2u8, 3].iter().enumerate() {
-        let m = deploy::deploy_member(&rpc, deployer, &infra, cluster, B256::repeat_byte(*salt))
-            .await
-            .unwrap();
-        let sock = tmp.path().join(format!("m{i}.sock"));
-        tees.push(devtee(&sock, m).await);
-        let att = DstackAttestor::new(GuestAgentClient::new(&sock));
-        let derived = att.derive_keys().await.unwrap();
-        let call = att.registration_call(&derived, cluster, m).unwrap();
-        assert!(
-            rpc.transact(submitter, Some(cluster), &call)
-                .await
-                .unwrap()
-                .success
-        );
-        rpc.call::<serde_json::Value>("anvil_impersonateAccount", serde_json::json!([m]))
-            .await
-            .unwrap();
-        rpc.call::<serde_json::Value>(
-            "anvil_setBalance",
-            serde_json::json!([m, "0x56BC75E2D63100000"]),
-        )
-        .await
-        .unwrap();
-        members.push((m, member_id(cluster, m, DSTACK_ATTESTOR_ID)));
-    }
+    let (_tees, members) =
+        register_members(&chain, &infra, cluster, submitter, tmp.path(), &[2, 3]).await;
     let ((ma, ida), (mb, idb)) = (members[0], members[1]);
 
     // The Indexer's own TEE.
@@ -298,7 +201,7 @@ async fn indexer_pushes_signed_wakeups_end_to_end() {
     let _ix_tee = devtee(&ix_sock, Address::repeat_byte(0x1d)).await;
     let state_dir = tmp.path().join("state");
     let mut cfg = Config::new(
-        anvil.url.clone(),
+        chain.url().to_string(),
         infra.diamond_factory,
         state_dir.clone(),
         ix_sock.clone(),

@@ -6,12 +6,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::{SolCall, SolValue, sol};
+use attestmesh_chain::devstack::Devchain;
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::userop::{
     PAYMASTER_DATA_OFFSET, SponsorPaymasterData, UserOperation, sponsor_paymaster_hash,
@@ -47,65 +47,6 @@ sol! {
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// anvil on a free loopback port, killed (and reaped) on drop even when the test fails.
-struct Anvil {
-    url: String,
-    child: Child,
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_anvil() -> (Anvil, RpcClient) {
-    // The native binary, not the node shim in node_modules/.bin, so kill() reaches anvil itself.
-    let bin = std::env::var("ANVIL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"));
-    assert!(
-        bin.exists(),
-        "anvil not found at {}: run `npm ci` at the repo root or set ANVIL",
-        bin.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new(&bin)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--silent",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn anvil");
-    let anvil = Anvil {
-        url: format!("http://127.0.0.1:{port}"),
-        child,
-    };
-    let rpc = RpcClient::new(&anvil.url)
-        .expect("client")
-        .with_timeout(Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while rpc.call::<Value>("eth_chainId", json!([])).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "anvil did not come up on {}",
-            anvil.url
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (anvil, rpc)
 }
 
 fn artifact_bytecode(name: &str) -> Vec<u8> {
@@ -194,7 +135,9 @@ fn to_sol(p: &attestmesh_core::userop::PackedUserOperation) -> PackedUserOperati
 
 #[tokio::test]
 async fn real_contracts_agree_with_the_service() {
-    let (anvil, rpc) = start_anvil().await;
+    // anvil on a free loopback port, killed (and reaped) on drop even when the test fails.
+    let anvil = Devchain::start(&root()).await.expect("anvil");
+    let rpc = anvil.rpc.clone().with_timeout(Duration::from_secs(10));
     let accounts = rpc
         .call::<Value>("eth_accounts", json!([]))
         .await
@@ -299,7 +242,7 @@ async fn real_contracts_agree_with_the_service() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(CounterStore::open(&dir.path().join("db")).expect("store"));
     let view = RpcChainView::new(
-        RpcClient::new(&anvil.url)
+        RpcClient::new(anvil.url())
             .expect("client")
             .with_timeout(Duration::from_secs(10)),
     );

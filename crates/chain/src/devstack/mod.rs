@@ -1,5 +1,7 @@
 //! The local ERC-4337 stack: anvil, the canonical EntryPoint v0.7, a funded `SponsorPaymaster`
 //! and the alto bundler on loopback. Used by the integration tests and by `attestmesh devnet`.
+//! The test fixtures built on it (a [`Devchain`], the artifact directory, a development cluster)
+//! are in `fixture`, re-exported here.
 //!
 //! Every process started here runs in its own process group and is killed (group-wide) when its
 //! guard drops, even when a test panics: alto is a node program that may start helpers, and a
@@ -18,6 +20,9 @@ use nix::unistd::Pid;
 use crate::bindings::{IEntryPoint, ISponsorPaymaster};
 use crate::deploy::{self, Artifacts, DeployError, ENTRY_POINT_V07};
 use crate::rpc::{RpcClient, RpcError};
+
+mod fixture;
+pub use fixture::{ClusterSpec, Devchain, artifacts, dev_cluster_args, repo_root};
 
 /// The deterministic deployment proxy (Arachnid's CREATE2 factory) anvil preloads.
 pub const DETERMINISTIC_DEPLOYER: Address = address!("0x4e59b44847b379578588920ca78fbf26c0b4956c");

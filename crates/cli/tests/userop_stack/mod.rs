@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, B256, U256};
 use alloy_sol_types::SolCall;
-use attestmesh_chain::bindings::{ClusterInitArgs, IAttestFacet, IClusterMember};
+use attestmesh_chain::bindings::{IAttestFacet, IClusterMember};
 use attestmesh_chain::bundler::BundlerClient;
-use attestmesh_chain::deploy::{self, Artifacts, Infra};
-use attestmesh_chain::devstack::{self, Alto, AltoConfig, Anvil, AnvilConfig, GroupChild};
+use attestmesh_chain::deploy::{self, Infra};
+use attestmesh_chain::devstack::{self, Alto, AltoConfig, ClusterSpec, Devchain, GroupChild};
 use attestmesh_chain::paymaster::PaymasterClient;
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_chain::userop::{NodeAccount, UserOpClient, UserOpConfig};
@@ -30,19 +30,7 @@ use crate::support::DevteeProcess;
 pub const SPONSOR_KEY: [u8; 32] = [0x5e; 32];
 
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-pub fn artifacts() -> Artifacts {
-    let dir = std::env::var("ATTESTMESH_ARTIFACTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("artifacts"));
-    assert!(
-        dir.join("EntryPointV07.json").exists() && dir.join("SponsorPaymaster.json").exists(),
-        "contract artifacts missing in {}",
-        dir.display()
-    );
-    Artifacts::new(dir)
+    devstack::repo_root(env!("CARGO_MANIFEST_DIR"))
 }
 
 pub async fn read<C: SolCall>(rpc: &RpcClient, to: Address, call: C) -> C::Return {
@@ -201,19 +189,17 @@ pub struct Stack {
     // Drop order: the sponsor and alto before anvil.
     pub sponsor: Sponsor,
     pub alto: Option<Alto>,
-    pub anvil: Anvil,
+    pub chain: Devchain,
 }
 
 impl Stack {
     pub async fn up(opts: StackOptions) -> Self {
-        let artifacts = artifacts();
+        let artifacts =
+            devstack::artifacts(&repo(), &["EntryPointV07", "SponsorPaymaster"]).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let anvil = Anvil::start(&AnvilConfig::from_repo(&repo()))
-            .await
-            .unwrap();
-        let rpc = RpcClient::new(&anvil.url).unwrap();
-        let accounts = rpc.accounts().await.unwrap();
-        let (deployer, cluster_owner) = (accounts[0], accounts[1]);
+        let chain = Devchain::start(&repo()).await.unwrap();
+        let rpc = chain.rpc.clone();
+        let (deployer, cluster_owner) = (chain.accounts[0], chain.accounts[1]);
 
         let entry_point = devstack::deploy_entry_point(&rpc, deployer, &artifacts)
             .await
@@ -225,38 +211,27 @@ impl Stack {
                 .unwrap(),
             entry_point
         );
-        let infra = deploy::deploy_infra(&rpc, deployer, &artifacts, entry_point)
-            .await
-            .unwrap();
-        let cidr = MeshCidr::new(0x0a0d_0000, 16).unwrap();
-        let args = ClusterInitArgs {
-            clusterOwner: cluster_owner,
-            meshCidrIp: cidr.ip(),
-            meshPrefix: cidr.prefix(),
-            memberFactory: infra.member_factory,
-            kmsRoots: vec![kms::DEV_KMS_ROOT_ADDRESS],
-            composeHashes: vec![],
-            devices: vec![],
-            appIds: vec![],
-            allowAnyDevice: true,
-            requireTcbUpToDate: false,
+        let spec = ClusterSpec {
+            owner: cluster_owner,
+            cidr: MeshCidr::new(0x0a0d_0000, 16).unwrap(),
+            kms_roots: vec![kms::DEV_KMS_ROOT_ADDRESS],
+            salt: B256::repeat_byte(1),
         };
-        let cluster = deploy::deploy_cluster(&rpc, deployer, &infra, args, B256::repeat_byte(1))
+        let (infra, cluster) = chain
+            .deploy_dev_cluster(&artifacts, entry_point, &spec)
             .await
             .unwrap();
 
         let sponsor_key = OwnerKey::from_bytes(&SPONSOR_KEY).unwrap();
-        let paymaster = devstack::deploy_sponsor_paymaster(
-            &rpc,
-            deployer,
-            &artifacts,
-            entry_point,
-            deployer,
-            sponsor_key.address(),
-            U256::from(10u128.pow(19)),
-        )
-        .await
-        .unwrap();
+        let paymaster = chain
+            .deploy_paymaster(
+                &artifacts,
+                entry_point,
+                sponsor_key.address(),
+                U256::from(10u128.pow(19)),
+            )
+            .await
+            .unwrap();
         assert_eq!(
             devstack::deposit_of(&rpc, entry_point, paymaster)
                 .await
@@ -265,13 +240,7 @@ impl Stack {
         );
 
         // From here on, blocks come at a steady pace like on a real chain.
-        let _: serde_json::Value = rpc
-            .call(
-                "evm_setIntervalMining",
-                serde_json::json!([opts.block_time]),
-            )
-            .await
-            .unwrap();
+        chain.set_interval_mining(opts.block_time).await.unwrap();
 
         let key_file = dir.path().join("sponsor.key");
         std::fs::write(&key_file, alloy_primitives::hex::encode(SPONSOR_KEY)).unwrap();
@@ -279,7 +248,7 @@ impl Stack {
         let sponsor = Sponsor::start(
             attestmesh_sponsor::Settings {
                 listen: format!("127.0.0.1:{sponsor_port}").parse().unwrap(),
-                rpc_url: anvil.url.clone(),
+                rpc_url: chain.url().to_string(),
                 chain_id: rpc.chain_id().await.unwrap(),
                 entry_point,
                 paymaster,
@@ -295,7 +264,7 @@ impl Stack {
         )
         .await;
 
-        let mut alto_cfg = AltoConfig::from_repo(&repo(), &anvil.url, &dir.path().join("alto"));
+        let mut alto_cfg = AltoConfig::from_repo(&repo(), chain.url(), &dir.path().join("alto"));
         alto_cfg.port = Some(devstack::free_port().unwrap());
         let alto = if opts.start_alto {
             Some(Alto::start(&alto_cfg).await.unwrap())
@@ -313,7 +282,7 @@ impl Stack {
             alto_cfg,
             sponsor,
             alto,
-            anvil,
+            chain,
         }
     }
 
@@ -323,7 +292,7 @@ impl Stack {
 
     pub fn client(&self, cfg: UserOpConfig) -> UserOpClient {
         UserOpClient::new(
-            RpcClient::new(&self.anvil.url).unwrap(),
+            self.chain.rpc.clone(),
             BundlerClient::new(
                 RpcClient::new(&self.bundler_url())
                     .unwrap()

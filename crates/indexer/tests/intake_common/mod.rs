@@ -6,15 +6,15 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{Address, B256, U64};
+use alloy_primitives::{Address, B256, U64, U256};
 use alloy_sol_types::SolCall;
-use attestmesh_chain::bindings::{ClusterInitArgs, IMessageFacet};
-use attestmesh_chain::deploy::{self, Artifacts, ENTRY_POINT_V07, Infra};
+use attestmesh_chain::bindings::IMessageFacet;
+use attestmesh_chain::deploy::{self, ENTRY_POINT_V07, Infra};
+use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::ids::{DSTACK_ATTESTOR_ID, member_id};
 use attestmesh_core::keys::Ed25519Secret;
@@ -31,60 +31,6 @@ use attestmesh_tee::dstack::DstackAttestor;
 use attestmesh_tee::kms;
 use tokio::sync::mpsc;
 
-pub struct Anvil {
-    pub url: String,
-    child: Child,
-}
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// anvil with automine (each transaction mines its own block, instantly).
-pub async fn anvil() -> Anvil {
-    let bin = std::env::var("ANVIL").unwrap_or_else(|_| {
-        format!(
-            "{}/../../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    });
-    let port = free_port();
-    let child = Command::new(&bin)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--silent",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn anvil (npm ci installs it)");
-    let a = Anvil {
-        url: format!("http://127.0.0.1:{port}"),
-        child,
-    };
-    let rpc = RpcClient::new(&a.url).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while rpc.chain_id().await.is_err() {
-        assert!(Instant::now() < deadline, "anvil did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    a
-}
-
 /// An in-process devtee on its own socket, stopped when the sender drops.
 pub async fn devtee(socket: &Path, app_id: Address) -> tokio::sync::oneshot::Sender<()> {
     let d = Devtee::bind(DevteeConfig::dev(socket, app_id))
@@ -100,7 +46,7 @@ pub async fn devtee(socket: &Path, app_id: Address) -> tokio::sync::oneshot::Sen
 /// A chain with one cluster, two registered members (A, B; impersonated so they can send) and
 /// an IndexerRegistry owned by an unlocked anvil account.
 pub struct World {
-    pub anvil: Anvil,
+    pub chain: Devchain,
     pub rpc: RpcClient,
     pub infra: Infra,
     pub cluster: Address,
@@ -113,28 +59,19 @@ pub struct World {
 }
 
 pub async fn world() -> World {
-    let artifacts = Artifacts::new(format!("{}/../../artifacts", env!("CARGO_MANIFEST_DIR")));
-    let anvil = anvil().await;
-    let rpc = RpcClient::new(&anvil.url).unwrap();
-    let accounts = rpc.accounts().await.unwrap();
-    let (deployer, owner, submitter) = (accounts[0], accounts[1], accounts[2]);
-    let infra = deploy::deploy_infra(&rpc, deployer, &artifacts, ENTRY_POINT_V07)
-        .await
-        .unwrap();
-    let cidr = MeshCidr::new(0x0a0d_0000, 16).unwrap();
-    let args = ClusterInitArgs {
-        clusterOwner: owner,
-        meshCidrIp: cidr.ip(),
-        meshPrefix: cidr.prefix(),
-        memberFactory: infra.member_factory,
-        kmsRoots: vec![kms::DEV_KMS_ROOT_ADDRESS],
-        composeHashes: vec![],
-        devices: vec![],
-        appIds: vec![],
-        allowAnyDevice: true,
-        requireTcbUpToDate: false,
+    let repo = devstack::repo_root(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = devstack::artifacts(&repo, &[]).unwrap();
+    let chain = Devchain::start(&repo).await.unwrap();
+    let rpc = chain.rpc.clone();
+    let (deployer, owner, submitter) = (chain.accounts[0], chain.accounts[1], chain.accounts[2]);
+    let spec = ClusterSpec {
+        owner,
+        cidr: MeshCidr::new(0x0a0d_0000, 16).unwrap(),
+        kms_roots: vec![kms::DEV_KMS_ROOT_ADDRESS],
+        salt: B256::repeat_byte(1),
     };
-    let cluster = deploy::deploy_cluster(&rpc, deployer, &infra, args, B256::repeat_byte(1))
+    let (infra, cluster) = chain
+        .deploy_dev_cluster(&artifacts, ENTRY_POINT_V07, &spec)
         .await
         .unwrap();
     let mut ctor = vec![0u8; 12];
@@ -143,36 +80,10 @@ pub async fn world() -> World {
         .await
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut tees = Vec::new();
-    let mut members = Vec::new();
-    for (i, salt) in [2u8, 3].iter().enumerate() {
-        let m = deploy::deploy_member(&rpc, deployer, &infra, cluster, B256::repeat_byte(*salt))
-            .await
-            .unwrap();
-        let sock = tmp.path().join(format!("m{i}.sock"));
-        tees.push(devtee(&sock, m).await);
-        let att = DstackAttestor::new(GuestAgentClient::new(&sock));
-        let derived = att.derive_keys().await.unwrap();
-        let call = att.registration_call(&derived, cluster, m).unwrap();
-        assert!(
-            rpc.transact(submitter, Some(cluster), &call)
-                .await
-                .unwrap()
-                .success
-        );
-        rpc.call::<serde_json::Value>("anvil_impersonateAccount", serde_json::json!([m]))
-            .await
-            .unwrap();
-        rpc.call::<serde_json::Value>(
-            "anvil_setBalance",
-            serde_json::json!([m, "0x56BC75E2D63100000"]),
-        )
-        .await
-        .unwrap();
-        members.push((m, member_id(cluster, m, DSTACK_ATTESTOR_ID)));
-    }
+    let (tees, members) =
+        register_members(&chain, &infra, cluster, submitter, tmp.path(), &[2, 3]).await;
     World {
-        anvil,
+        chain,
         rpc,
         infra,
         cluster,
@@ -185,9 +96,53 @@ pub async fn world() -> World {
     }
 }
 
+/// For each salt: deploys a ClusterMember in `cluster`, starts its in-process devtee on
+/// `<dir>/m<i>.sock`, registers it (sent by `submitter`) and impersonates it, funded, so it can
+/// send. Returns the devtees' stop handles and `(member contract, member id)` per salt.
+pub async fn register_members(
+    chain: &Devchain,
+    infra: &Infra,
+    cluster: Address,
+    submitter: Address,
+    dir: &Path,
+    salts: &[u8],
+) -> (Vec<tokio::sync::oneshot::Sender<()>>, Vec<(Address, B256)>) {
+    let rpc = &chain.rpc;
+    let mut tees = Vec::new();
+    let mut members = Vec::new();
+    for (i, salt) in salts.iter().enumerate() {
+        let m = deploy::deploy_member(
+            rpc,
+            chain.deployer(),
+            infra,
+            cluster,
+            B256::repeat_byte(*salt),
+        )
+        .await
+        .unwrap();
+        let sock = dir.join(format!("m{i}.sock"));
+        tees.push(devtee(&sock, m).await);
+        let att = DstackAttestor::new(GuestAgentClient::new(&sock));
+        let derived = att.derive_keys().await.unwrap();
+        let call = att.registration_call(&derived, cluster, m).unwrap();
+        assert!(
+            rpc.transact(submitter, Some(cluster), &call)
+                .await
+                .unwrap()
+                .success
+        );
+        chain
+            .impersonate(m, U256::from(100u128 * 10u128.pow(18)))
+            .await
+            .unwrap();
+        members.push((m, member_id(cluster, m, DSTACK_ATTESTOR_ID)));
+    }
+    (tees, members)
+}
+
 impl World {
     pub fn url(&self) -> String {
-        self.anvil.url.clone()
+        self.chain.url().to_string()
     }
 
     /// `IndexerRegistry.setIndexer` from the owner. Explicit gas: the node's estimate is exact

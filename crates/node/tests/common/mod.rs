@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy_primitives::{Address, B256, U256};
-use attestmesh_chain::bindings::ClusterInitArgs;
-use attestmesh_chain::deploy::{self, Artifacts};
-use attestmesh_chain::devstack::{self, Alto, AltoConfig, Anvil, AnvilConfig};
+use attestmesh_chain::deploy;
+use attestmesh_chain::devstack::{self, Alto, AltoConfig, ClusterSpec, Devchain};
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::keys::OwnerKey;
 use attestmesh_core::mesh::MeshCidr;
@@ -25,7 +24,7 @@ use tonic::transport::{Endpoint, Uri};
 pub const SPONSOR_KEY: [u8; 32] = [0x5e; 32];
 
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    devstack::repo_root(env!("CARGO_MANIFEST_DIR"))
 }
 
 pub fn prerequisites() -> Result<(), String> {
@@ -70,63 +69,42 @@ pub struct Stack {
     pub rpc_url: String,
     pub _sponsor_stop: tokio::sync::oneshot::Sender<()>,
     pub _alto: Alto,
-    pub _anvil: Anvil,
+    pub _chain: Devchain,
 }
 
 pub async fn stack(cidr: MeshCidr) -> Stack {
-    let artifacts = Artifacts::new(repo().join("artifacts"));
+    let artifacts = devstack::artifacts(&repo(), &[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let anvil = Anvil::start(&AnvilConfig::from_repo(&repo()))
-        .await
-        .unwrap();
-    let rpc = RpcClient::new(&anvil.url).unwrap();
-    let accounts = rpc.accounts().await.unwrap();
-    let (deployer, owner) = (accounts[0], accounts[1]);
+    let chain = Devchain::start(&repo()).await.unwrap();
+    let rpc = chain.rpc.clone();
+    let (deployer, owner) = (chain.accounts[0], chain.accounts[1]);
     let ep = devstack::deploy_entry_point(&rpc, deployer, &artifacts)
         .await
         .unwrap();
-    let infra = deploy::deploy_infra(&rpc, deployer, &artifacts, ep)
+    let spec = ClusterSpec {
+        owner,
+        cidr,
+        kms_roots: vec![attestmesh_tee::kms::DEV_KMS_ROOT_ADDRESS],
+        salt: B256::repeat_byte(7),
+    };
+    let (infra, cluster) = chain
+        .deploy_dev_cluster(&artifacts, ep, &spec)
         .await
         .unwrap();
-    let cluster = deploy::deploy_cluster(
-        &rpc,
-        deployer,
-        &infra,
-        ClusterInitArgs {
-            clusterOwner: owner,
-            meshCidrIp: cidr.ip(),
-            meshPrefix: cidr.prefix(),
-            memberFactory: infra.member_factory,
-            kmsRoots: vec![attestmesh_tee::kms::DEV_KMS_ROOT_ADDRESS],
-            composeHashes: vec![],
-            devices: vec![],
-            appIds: vec![],
-            allowAnyDevice: true,
-            requireTcbUpToDate: false,
-        },
-        B256::repeat_byte(7),
-    )
-    .await
-    .unwrap();
     let member = deploy::deploy_member(&rpc, deployer, &infra, cluster, B256::repeat_byte(0xa1))
         .await
         .unwrap();
     let sponsor_key = OwnerKey::from_bytes(&SPONSOR_KEY).unwrap();
-    let paymaster = devstack::deploy_sponsor_paymaster(
-        &rpc,
-        deployer,
-        &artifacts,
-        ep,
-        deployer,
-        sponsor_key.address(),
-        U256::from(10u128.pow(19)),
-    )
-    .await
-    .unwrap();
-    let _: serde_json::Value = rpc
-        .call("evm_setIntervalMining", serde_json::json!([1]))
+    let paymaster = chain
+        .deploy_paymaster(
+            &artifacts,
+            ep,
+            sponsor_key.address(),
+            U256::from(10u128.pow(19)),
+        )
         .await
         .unwrap();
+    chain.set_interval_mining(1).await.unwrap();
     let chain_id = rpc.chain_id().await.unwrap();
     let key_file = dir.path().join("sponsor.key");
     std::fs::write(&key_file, alloy_primitives::hex::encode(SPONSOR_KEY)).unwrap();
@@ -134,7 +112,7 @@ pub async fn stack(cidr: MeshCidr) -> Stack {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let settings = attestmesh_sponsor::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        rpc_url: anvil.url.clone(),
+        rpc_url: chain.url().to_string(),
         chain_id,
         entry_point: ep,
         paymaster,
@@ -162,13 +140,13 @@ pub async fn stack(cidr: MeshCidr) -> Stack {
         .await
         .unwrap()
         .unwrap();
-    let mut alto_cfg = AltoConfig::from_repo(&repo(), &anvil.url, &dir.path().join("alto"));
+    let mut alto_cfg = AltoConfig::from_repo(&repo(), chain.url(), &dir.path().join("alto"));
     alto_cfg.port = Some(devstack::free_port().unwrap());
     let alto = Alto::start(&alto_cfg).await.unwrap();
     Stack {
         bundler_url: format!("http://127.0.0.1:{}", alto.port),
         sponsor_url: format!("http://{sponsor_addr}"),
-        rpc_url: anvil.url.clone(),
+        rpc_url: chain.url().to_string(),
         dir,
         rpc,
         cluster,
@@ -179,7 +157,7 @@ pub async fn stack(cidr: MeshCidr) -> Stack {
         cluster_factory: infra.diamond_factory,
         _sponsor_stop: stop_tx,
         _alto: alto,
-        _anvil: anvil,
+        _chain: chain,
     }
 }
 
