@@ -5,6 +5,11 @@
 #
 #   docker build -t attestmesh:dev .
 #
+# The example application (crates/example-app, the compose file's `app` service) is the
+# `example-app` target of the same build; the last stage, the node image, stays the default:
+#
+#   docker build --target example-app -t ghcr.io/attestmesh/example-app:dev .
+#
 # The compose hash a cluster allowlists covers the compose file, which names this image: pin it by
 # digest (image: …@sha256:…) in production so the allowlisted hash means exactly this build.
 
@@ -23,7 +28,18 @@ COPY spec ./spec
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p attestmesh-cli --bin attestmesh \
-    && install -D -m 0755 target/release/attestmesh /out/attestmesh
+        -p attestmesh-example-app --bin attestmesh-example \
+    && install -D -m 0755 target/release/attestmesh /out/attestmesh \
+    && install -D -m 0755 target/release/attestmesh-example /out/attestmesh-example
+
+# The example application: it only talks to the agent's unix socket and to peers' mesh IPs, so
+# it needs nothing beyond the base image. Declared before the node image so that stays the
+# default (last) stage.
+FROM debian:${DEBIAN}-slim AS example-app
+COPY --from=builder /out/attestmesh-example /usr/local/bin/attestmesh-example
+ENV AGENT_SOCKET=/var/run/attestmesh/agent.sock
+ENTRYPOINT ["/usr/local/bin/attestmesh-example"]
+CMD ["serve-echo"]
 
 FROM debian:${DEBIAN}-slim AS runtime
 # iproute2: the agent configures the mesh interface (ip link/addr/route) and operators debug with

@@ -3,7 +3,8 @@
 //! NET_ADMIN, share the app socket directory, health-check `/healthz` on the agent's health
 //! address, start the app only when the agent is healthy — and run a real `attestmesh`
 //! subcommand with flags and environment variables the binary accepts. The Dockerfile's final
-//! stage must run the binary the builder stage builds.
+//! stage must run the binary the builder stage builds. The compose's example app must be built
+//! from the Dockerfile's `example-app` stage and run a real `attestmesh-example` subcommand.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -33,7 +34,15 @@ fn strings(v: &Value) -> Vec<String> {
 /// Flags and env twins a subcommand accepts, from the built binary's `--help`; `None` when the
 /// binary has no such subcommand.
 fn accepted(subcommand: &str) -> Option<(Vec<String>, Vec<String>)> {
-    let out = Command::new(env!("CARGO_BIN_EXE_attestmesh"))
+    accepted_by(
+        std::path::Path::new(env!("CARGO_BIN_EXE_attestmesh")),
+        subcommand,
+    )
+}
+
+/// [`accepted`] for any clap binary.
+fn accepted_by(exe: &std::path::Path, subcommand: &str) -> Option<(Vec<String>, Vec<String>)> {
+    let out = Command::new(exe)
         .args([subcommand, "--help"])
         .env("LOG", "warn")
         .output()
@@ -223,6 +232,124 @@ fn dockerfile_final_stage_runs_the_built_binary() {
         );
         assert!(repo().join(dir).is_dir());
     }
+}
+
+/// `$ATTESTMESH_EXAMPLE_BIN`, else `attestmesh-example` in this test's target directory, built
+/// there with the running cargo when `cargo test` did not build it (e.g. `-p attestmesh-cli`).
+fn example_exe() -> PathBuf {
+    if let Some(p) = std::env::var_os("ATTESTMESH_EXAMPLE_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/operator_image-… → target/<profile>/attestmesh-example
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|d| d.parent())
+        .map(PathBuf::from)
+        .unwrap();
+    let exe = profile_dir.join("attestmesh-example");
+    if !exe.is_file() {
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .arg("build")
+            .arg("--manifest-path")
+            .arg(repo().join("Cargo.toml"))
+            .args([
+                "-p",
+                "attestmesh-example-app",
+                "--bin",
+                "attestmesh-example",
+            ]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap();
+        assert!(
+            status.success(),
+            "cargo build -p attestmesh-example-app failed"
+        );
+    }
+    assert!(exe.is_file(), "no {}", exe.display());
+    exe
+}
+
+#[test]
+fn compose_example_app_is_built_from_the_dockerfile_and_runs_a_real_command() {
+    let c = compose();
+    let app = &c["services"]["app"];
+
+    // Built from the Dockerfile's example-app stage, at the repository root.
+    assert_eq!(app["build"]["target"].as_str(), Some("example-app"));
+    let context = app["build"]["context"].as_str().expect("build.context");
+    let root = repo().join("deploy").join(context);
+    assert!(
+        root.join("Dockerfile").is_file(),
+        "no Dockerfile in {context}"
+    );
+    let text = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let stages: Vec<&str> = text.split("\nFROM ").collect();
+    let builder = stages[1];
+    assert!(builder.contains("--bin attestmesh-example"));
+    assert!(builder.contains("target/release/attestmesh-example /out/attestmesh-example"));
+    let stage = stages
+        .iter()
+        .find(|s| {
+            s.lines()
+                .next()
+                .is_some_and(|l| l.ends_with(" AS example-app"))
+        })
+        .expect("a `FROM … AS example-app` stage");
+    assert!(
+        stage.contains(
+            "COPY --from=builder /out/attestmesh-example /usr/local/bin/attestmesh-example"
+        )
+    );
+    assert!(stage.contains("ENTRYPOINT [\"/usr/local/bin/attestmesh-example\"]"));
+    assert!(
+        !stage.contains("cargo"),
+        "no toolchain in the example image"
+    );
+    // `docker build .` still produces the node image.
+    assert!(
+        stages
+            .last()
+            .unwrap()
+            .contains("ENTRYPOINT [\"/usr/local/bin/attestmesh\"]")
+    );
+
+    // The command is a real `attestmesh-example` subcommand; its flags and env settings exist.
+    let exe = example_exe();
+    let command = strings(&app["command"]);
+    let sub = command.first().expect("an example-app subcommand").clone();
+    let (flags, envs) = accepted_by(&exe, &sub)
+        .unwrap_or_else(|| panic!("`attestmesh-example` has no subcommand {sub}"));
+    for flag in command.iter().filter(|a| a.starts_with("--")) {
+        assert!(
+            flags.contains(flag),
+            "`attestmesh-example {sub}` has no flag {flag}"
+        );
+    }
+    for key in app["environment"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .filter_map(Value::as_str)
+    {
+        assert!(
+            envs.iter().any(|e| e == key),
+            "`attestmesh-example {sub}` reads no environment variable {key}"
+        );
+    }
+    // The Dockerfile's default command is a real subcommand too.
+    let cmd = stage
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD [\""))
+        .and_then(|r| r.split('"').next())
+        .expect("a CMD in the example-app stage");
+    assert!(
+        accepted_by(&exe, cmd).is_some(),
+        "`attestmesh-example` has no subcommand {cmd}"
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Devnet lab tests (root): `devnet up` with 3 nodes reaches all-healthy, `status --json` tells
-//! scripts everything they need, `down` leaves no process, namespace, interface or directory,
+//! scripts everything they need, `devnet add` joins a fourth healthy node, `down` leaves no process, namespace, interface or directory,
 //! and without root the command says what it needs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -77,7 +77,37 @@ async fn three_nodes_reach_healthy_and_down_leaves_nothing_async() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(table.matches("healthy").count(), 3, "{table}");
 
-    let pids: Vec<u32> = t.dn.state.all_procs().iter().map(|p| p.pid).collect();
+    // `devnet add` through the CLI: a fourth node joins, its row is printed once healthy.
+    let out = Command::new(&exe)
+        .args(["devnet", "add", "--timeout-secs", "120", "--dir"])
+        .arg(&t.dir)
+        .output()
+        .unwrap();
+    let added = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{added}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        added
+            .lines()
+            .any(|l| l.trim_start().starts_with("n3 ") && l.contains("healthy")),
+        "{added}"
+    );
+    let out = Command::new(&exe)
+        .args(["devnet", "status", "--json", "--dir"])
+        .arg(&t.dir)
+        .output()
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = st["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4, "{st}");
+    assert!(nodes.iter().all(|n| n["healthy"] == true), "{st}");
+
+    // The state on disk now includes the added node's processes.
+    let state = devnet::Devnet::open(&t.dir).unwrap().state;
+    let pids: Vec<u32> = state.all_procs().iter().map(|p| p.pid).collect();
     let prefix = t.dn.state.prefix.clone();
     let dir = t.dir.clone();
     // `down` through the CLI, twice: the second finds nothing and still succeeds.

@@ -111,6 +111,11 @@ pub struct NodeArgs {
     #[arg(long, env = "INDEXER_REGISTRY")]
     pub indexer_registry: Option<Address>,
 
+    /// Fraction (0.0..=1.0) of verified Indexer pushes whose repro stub the agent re-runs
+    /// against its own RPC_URL (spot-checks the Indexer; 0 = never).
+    #[arg(long, env = "INDEXER_REPRO_SAMPLE_RATE", default_value_t = DEFAULT_INDEXER_REPRO_SAMPLE_RATE)]
+    pub indexer_repro_sample_rate: f64,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -140,6 +145,9 @@ pub const HEARTBEAT_INTERVAL_RANGE_MS: (u64, u64) = (100, 60_000);
 /// Poll interval bounds: below 100 ms hammers the RPC, above 10 minutes defeats "always poll".
 pub const POLL_INTERVAL_RANGE_MS: (u64, u64) = (100, 600_000);
 
+/// Default share of Indexer pushes spot-checked against the agent's own RPC.
+pub const DEFAULT_INDEXER_REPRO_SAMPLE_RATE: f64 = 0.05;
+
 /// Validated configuration, what the runtime consumes.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -163,6 +171,7 @@ pub struct Config {
     pub poll_interval: Duration,
     pub confirmations: u64,
     pub indexer_registry: Option<Address>,
+    pub indexer_repro_sample_rate: f64,
     pub log_format: LogFormat,
 }
 
@@ -312,6 +321,13 @@ impl NodeArgs {
         if self.indexer_registry.is_some_and(|r| r.is_zero()) {
             return Err(bad("INDEXER_REGISTRY", "must not be the zero address"));
         }
+        // `contains` is false for NaN too.
+        if !(0.0..=1.0).contains(&self.indexer_repro_sample_rate) {
+            return Err(bad(
+                "INDEXER_REPRO_SAMPLE_RATE",
+                format!("{} is outside 0.0..=1.0", self.indexer_repro_sample_rate),
+            ));
+        }
         Ok(Config {
             paymaster_url: self
                 .paymaster_url
@@ -336,6 +352,7 @@ impl NodeArgs {
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             confirmations: self.confirmations,
             indexer_registry: self.indexer_registry,
+            indexer_repro_sample_rate: self.indexer_repro_sample_rate,
             log_format: self.log_format,
         })
     }
@@ -415,6 +432,7 @@ mod tests {
         assert_eq!(c.confirmations, 0);
         assert_eq!(c.state_dir, None);
         assert_eq!(c.indexer_registry, None);
+        assert_eq!(c.indexer_repro_sample_rate, 0.05);
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert_eq!(c.paymaster_url, "http://127.0.0.1:4337");
         assert_eq!(c.gateway_domain, "mesh.example");
@@ -487,6 +505,31 @@ mod tests {
             .setting,
             "INDEXER_REGISTRY"
         );
+    }
+
+    #[test]
+    fn indexer_repro_sample_rate() {
+        for r in ["1.01", "-0.1", "NaN", "inf"] {
+            let flag = format!("--indexer-repro-sample-rate={r}");
+            let e = err(&[&flag]);
+            assert_eq!(e.setting, "INDEXER_REPRO_SAMPLE_RATE", "{r}");
+            assert!(
+                e.to_string()
+                    .starts_with("invalid setting INDEXER_REPRO_SAMPLE_RATE:"),
+                "{e}"
+            );
+        }
+        for r in ["0", "0.5", "1"] {
+            let c = parse(&["--indexer-repro-sample-rate", r])
+                .unwrap()
+                .validate()
+                .unwrap();
+            assert_eq!(c.indexer_repro_sample_rate.to_string(), r);
+        }
+        let e = parse(&["--indexer-repro-sample-rate", "often"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--indexer-repro-sample-rate"), "{e}");
     }
 
     #[test]

@@ -508,6 +508,7 @@ async fn start_intake(
     // Resume right after our durable cursor: the Indexer replays what we may not have seen.
     ic.from_block = follower.cursor().map_or(0, |c| c.block.saturating_add(1));
     ic.allow_simulated_quotes = runs_on_simulated_tee(attestor).await;
+    ic.repro_sample_rate = cfg.indexer_repro_sample_rate;
     let intake = Intake::new(ic)?;
     follower.shared().set_intake_stats(intake.stats());
     // Room for a burst of one wake-up per block; the intake waits (never drops) when it is full,

@@ -1,4 +1,4 @@
-//! `attestmesh devnet up|status|down`: the one-command local devnet (DESIGN §12). All the work
+//! `attestmesh devnet up|add|status|down`: the one-command local devnet (DESIGN §12). All the work
 //! is in `attestmesh_lab::devnet`; this file turns flags into its settings and prints progress,
 //! the summary and the status table.
 
@@ -19,6 +19,9 @@ pub enum Sub {
     /// Start anvil, EntryPoint, contracts and a cluster, the sponsor service, alto, the Indexer,
     /// the dev gateway and N nodes (devtee + agent) in network namespaces; wait until healthy.
     Up(UpArgs),
+    /// Add one node (namespace, member contract, devtee, agent) to the running devnet and wait
+    /// until it is healthy (the "a node joins later" path).
+    Add(AddArgs),
     /// Show the devnet: chain, services, and every node's phase (`--json` for scripts).
     Status(StatusArgs),
     /// Stop every process and remove every namespace, interface and the devnet directory.
@@ -39,6 +42,16 @@ pub struct StatusArgs {
     /// Machine-readable output: RPC URL, cluster and infra addresses, per-node details.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+
+    /// Seconds to wait for the new node to become healthy.
+    #[arg(long, env = "DEVNET_TIMEOUT_SECS", default_value_t = 180)]
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +92,7 @@ pub struct UpArgs {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Sub::Up(a) => up(a).await,
+        Sub::Add(a) => add(a).await,
         Sub::Status(a) => {
             let st = devnet::status(&a.dir.dir).await?;
             if a.json {
@@ -161,6 +175,35 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         dn.state.dir.join("logs").display(),
         dir.display(),
         dir.display()
+    );
+    Ok(())
+}
+
+async fn add(a: AddArgs) -> anyhow::Result<()> {
+    if !devnet::is_root() {
+        bail!("{}", devnet::DevnetError::NeedsRoot);
+    }
+    let dir = a.dir.dir;
+    let mut dn = Devnet::open(&dir)?;
+    let i = dn.state.nodes.len();
+    println!("adding node n{i} to {}", dn.state.dir.display());
+    // A node that fails half-way stays recorded in the state, so `down` still removes it.
+    let i = dn.add_node().await?;
+    let progress = |line: &str| println!("{line}");
+    let took = dn
+        .wait_healthy(&[i], Duration::from_secs(a.timeout_secs), &progress)
+        .await?;
+    let st = devnet::status(&dn.state.dir).await?;
+    let row: Vec<_> = st
+        .nodes
+        .into_iter()
+        .filter(|n| n.name == format!("n{i}"))
+        .collect();
+    println!();
+    print!("{}", devnet::render_nodes(&row));
+    println!(
+        "\nn{i} healthy {:.1} s after its agent started",
+        took.as_secs_f64()
     );
     Ok(())
 }

@@ -1354,12 +1354,22 @@ pub fn render_status(st: &Status) -> String {
     for n in &st.notes {
         let _ = writeln!(o, "  note: {n}");
     }
+    o.push('\n');
+    o.push_str(&render_nodes(&st.nodes));
+    o
+}
+
+/// The node table of [`render_status`] (header and one row per node), also printed alone by
+/// `devnet add` for the node it added.
+pub fn render_nodes(nodes: &[NodeStatus]) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
     let _ = writeln!(
         o,
-        "\n  {:<4} {:<10} {:<42} {:<15} {:<14} {:>5}  {:<8}",
+        "  {:<4} {:<10} {:<42} {:<15} {:<14} {:>5}  {:<8}",
         "node", "namespace", "member contract", "mesh IP", "phase", "peers", "agent"
     );
-    for n in &st.nodes {
+    for n in nodes {
         let _ = writeln!(
             o,
             "  {:<4} {:<10} {:<42} {:<15} {:<14} {:>5}  {:<8}",

@@ -183,6 +183,8 @@ pub fn config(s: &Stack, dstack: &Path, iface: &str) -> Config {
         poll_interval: Duration::from_millis(500),
         confirmations: 0,
         indexer_registry: None,
+        // As before the setting existed: the e2e tests do not spot-check the Indexer.
+        indexer_repro_sample_rate: 0.0,
         log_format: LogFormat::Pretty,
     }
 }
