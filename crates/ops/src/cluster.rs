@@ -442,6 +442,24 @@ struct PolicyHistory {
     app_ids: Vec<(u64, Address, bool)>,
 }
 
+/// The candidates (replayed from policy events) that the cluster's view still confirms: events
+/// say what was ever allowed, the view says what is allowed now.
+async fn still_allowed<T: Copy, C: SolCall<Return = bool>>(
+    p: &RpcClient,
+    cluster: Address,
+    candidates: Vec<T>,
+    call: impl Fn(T) -> C,
+    what: &str,
+) -> Result<Vec<T>, OpsError> {
+    let mut allowed = Vec::new();
+    for c in candidates {
+        if view(p, cluster, call(c), what).await? {
+            allowed.push(c);
+        }
+    }
+    Ok(allowed)
+}
+
 fn replay<T: Ord + Copy>(events: &[(u64, T, bool)], up_to: u64) -> Vec<T> {
     let mut set = std::collections::BTreeSet::new();
     for (block, v, added) in events.iter().filter(|e| e.0 <= up_to) {
@@ -606,51 +624,38 @@ pub async fn show(
         .await
         .map_err(OpsError::chain("reading the block number"))?;
     let history = policy_history(p, cluster, scan_from).await?;
-    let mut compose_hashes = Vec::new();
-    for composeHash in replay(&history.compose, head) {
-        if view(
-            p,
-            cluster,
-            P::allowedComposeHashesCall { composeHash },
-            "allowedComposeHashes",
-        )
-        .await?
-        {
-            compose_hashes.push(composeHash);
-        }
-    }
-    let mut devices = Vec::new();
-    for deviceId in replay(&history.devices, head) {
-        if view(
-            p,
-            cluster,
-            P::allowedDeviceIdsCall { deviceId },
-            "allowedDeviceIds",
-        )
-        .await?
-        {
-            devices.push(deviceId);
-        }
-    }
-    let mut kms_roots = Vec::new();
-    for kmsRoot in replay(&history.kms_roots, head) {
-        if view(
-            p,
-            cluster,
-            P::allowedKmsRootsCall { kmsRoot },
-            "allowedKmsRoots",
-        )
-        .await?
-        {
-            kms_roots.push(kmsRoot);
-        }
-    }
-    let mut app_ids = Vec::new();
-    for appId in replay(&history.app_ids, head) {
-        if view(p, cluster, P::allowedAppIdsCall { appId }, "allowedAppIds").await? {
-            app_ids.push(appId);
-        }
-    }
+    let compose_hashes = still_allowed(
+        p,
+        cluster,
+        replay(&history.compose, head),
+        |composeHash| P::allowedComposeHashesCall { composeHash },
+        "allowedComposeHashes",
+    )
+    .await?;
+    let devices = still_allowed(
+        p,
+        cluster,
+        replay(&history.devices, head),
+        |deviceId| P::allowedDeviceIdsCall { deviceId },
+        "allowedDeviceIds",
+    )
+    .await?;
+    let kms_roots = still_allowed(
+        p,
+        cluster,
+        replay(&history.kms_roots, head),
+        |kmsRoot| P::allowedKmsRootsCall { kmsRoot },
+        "allowedKmsRoots",
+    )
+    .await?;
+    let app_ids = still_allowed(
+        p,
+        cluster,
+        replay(&history.app_ids, head),
+        |appId| P::allowedAppIdsCall { appId },
+        "allowedAppIds",
+    )
+    .await?;
     Ok(ClusterInfo {
         cluster,
         chain_id,
