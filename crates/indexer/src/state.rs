@@ -3,7 +3,6 @@
 //! either the old or the new state, never a torn file. Losing the last write only re-indexes one
 //! batch (pushes are at-least-once; subscribers dedup by block hash + log index).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use alloy_primitives::Address;
@@ -71,26 +70,13 @@ pub fn load(dir: &Path, factory: Address) -> Result<Option<State>, StateError> {
 /// Writes the state atomically and durably.
 pub fn save(dir: &Path, st: &State) -> Result<(), StateError> {
     let path = dir.join(STATE_FILE);
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| StateError::Io { path: p, source }
-    };
     // Serializing a plain struct of addresses and integers cannot fail.
     let body = serde_json::to_vec_pretty(st).map_err(|source| StateError::Corrupt {
         path: path.clone(),
         source,
     })?;
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&body).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
+    attestmesh_atomicfile::write(&path, &body, 0o644)
+        .map_err(|source| StateError::Io { path, source })
 }
 
 #[cfg(test)]

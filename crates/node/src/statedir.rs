@@ -6,9 +6,9 @@
 //! must come back with a usable cursor and CSK cache. Secrets never go here in plaintext: callers
 //! store only public data or data already sealed under the `state` key ([`crate::cache`]).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// State directory failures; each names the path involved.
@@ -90,29 +90,7 @@ impl StateDir {
     /// Replaces `name` atomically with `data` (mode 0600).
     pub fn write(&self, name: &str, data: &[u8]) -> Result<(), StateDirError> {
         let path = self.file(name)?;
-        let tmp = self
-            .root
-            .join(format!(".tmp-{name}-{}", std::process::id()));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io_err(&tmp))?;
-            f.write_all(data).map_err(io_err(&tmp))?;
-            f.sync_all().map_err(io_err(&tmp))?;
-            drop(f);
-            fs::rename(&tmp, &path).map_err(io_err(&path))?;
-            File::open(&self.root)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(&self.root))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        attestmesh_atomicfile::write(&path, data, 0o600).map_err(io_err(&path))
     }
 
     /// Removes a file; a missing file is fine.

@@ -102,12 +102,10 @@ impl Deployments {
             source: e,
         };
         std::fs::create_dir_all(dir).map_err(|e| write(dir, e))?;
-        let tmp = dir.join(format!(".{}.json.tmp", self.chain_id));
         let mut text = serde_json::to_string_pretty(self)
             .map_err(|e| OpsError::Unexpected(format!("serialising deployments: {e}")))?;
         text.push('\n');
-        std::fs::write(&tmp, text).map_err(|e| write(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| write(&path, e))?;
+        attestmesh_atomicfile::write(&path, text.as_bytes(), 0o644).map_err(|e| write(&path, e))?;
         Ok(path)
     }
 }

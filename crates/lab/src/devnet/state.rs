@@ -2,7 +2,6 @@
 //! again from another process. Written after every step of `up` (atomically: temp file, fsync,
 //! rename), so a devnet that failed half-way can still be torn down completely.
 
-use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -131,15 +130,9 @@ impl DevnetState {
 
     /// Atomic replace: a reader (`status` in another shell) never sees a torn file.
     pub fn save(&self) -> Result<(), DevnetError> {
-        let path = Self::path(&self.dir);
-        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp"));
         let text = serde_json::to_vec_pretty(self)
             .map_err(|e| DevnetError::State(format!("encoding state: {e}")))?;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        attestmesh_atomicfile::write(&Self::path(&self.dir), &text, 0o644)?;
         Ok(())
     }
 
