@@ -19,7 +19,8 @@ ARG DEBIAN=bookworm
 FROM rust:${RUST_VERSION}-slim-${DEBIAN} AS builder
 WORKDIR /src
 # Everything the workspace build reads: crates, the protocol files (compiled by protox, no
-# protoc), the contract artifacts the operator CLI embeds, and the spec vectors.
+# protoc), the contract artifacts the operator CLI embeds, and the spec vectors. The release
+# binary is built without the `devnet` feature: the image carries no test harness.
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 COPY proto ./proto
@@ -27,7 +28,7 @@ COPY artifacts ./artifacts
 COPY spec ./spec
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p attestmesh-cli --bin attestmesh \
+    cargo build --release --locked --no-default-features -p attestmesh-cli --bin attestmesh \
         -p attestmesh-example-app --bin attestmesh-example \
     && install -D -m 0755 target/release/attestmesh /out/attestmesh \
     && install -D -m 0755 target/release/attestmesh-example /out/attestmesh-example

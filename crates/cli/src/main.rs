@@ -49,6 +49,7 @@ enum Command {
     /// The per-node agent: registration, mesh, heartbeats, CSK, app API (DESIGN §5–§11).
     Node(cmd::node::Args),
     /// The one-command local devnet: chain, services and N nodes in network namespaces (DESIGN §12).
+    #[cfg(feature = "devnet")]
     Devnet(cmd::devnet::Args),
 }
 
@@ -60,6 +61,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Sponsor(args) => cmd::sponsor::run(args).await,
         Command::Indexer(args) => cmd::indexer::run(args).await,
         Command::Node(args) => cmd::node::run(args).await,
+        #[cfg(feature = "devnet")]
         Command::Devnet(args) => cmd::devnet::run(args).await,
     }
 }

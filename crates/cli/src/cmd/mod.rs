@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes `Args` (clap, every flag with an env twin) and `run`.
 
 pub mod cluster;
+#[cfg(feature = "devnet")]
 pub mod devnet;
 pub mod devtee;
 pub mod gateway;
