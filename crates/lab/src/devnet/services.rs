@@ -1,0 +1,285 @@
+//! The shared services of the devnet, each in the gateway namespace ("the internet"): sponsor,
+//! bundler, Indexer, dev gateway.
+
+use super::*;
+
+impl Devnet {
+    pub(super) async fn start_sponsor(&mut self, artifacts: &Artifacts) -> Result<(), DevnetError> {
+        // A fresh signing key per devnet: the paymaster trusts whatever the sponsor signs.
+        let key = loop {
+            let mut bytes = [0u8; 32];
+            std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+            if let Ok(k) = OwnerKey::from_bytes(&bytes) {
+                write_secret(
+                    &self.state.dir.join("sponsor.key"),
+                    &alloy_primitives::hex::encode(bytes),
+                )?;
+                break k;
+            }
+        };
+        let deployer = self.state.deployer;
+        let paymaster = devstack::deploy_sponsor_paymaster(
+            &self.rpc,
+            deployer,
+            artifacts,
+            self.state.contracts.entry_point,
+            deployer,
+            key.address(),
+            U256::from(PAYMASTER_DEPOSIT_WEI),
+        )
+        .await?;
+        self.state.contracts.sponsor_paymaster = paymaster;
+        let dir = self.state.dir.clone();
+        let argv = vec![
+            self.exe(),
+            "sponsor".into(),
+            "--listen".into(),
+            format!("0.0.0.0:{SPONSOR_PORT}"),
+            "--rpc-url".into(),
+            self.state.rpc_url.clone(),
+            "--chain-id".into(),
+            self.state.chain_id.to_string(),
+            "--entry-point".into(),
+            self.state.contracts.entry_point.to_string(),
+            "--paymaster".into(),
+            paymaster.to_string(),
+            "--member-factory".into(),
+            self.state.contracts.cluster_member_factory.to_string(),
+            "--cluster-factory".into(),
+            self.state.contracts.cluster_diamond_factory.to_string(),
+            "--signer-key-file".into(),
+            dir.join("sponsor.key").display().to_string(),
+            "--db-path".into(),
+            dir.join("sponsor.redb").display().to_string(),
+            "--daily-cap".into(),
+            "100000".into(),
+        ];
+        let rec = self.spawn_service("sponsor", argv, vec![("LOG".into(), "info".into())])?;
+        let url = self.services_url(SPONSOR_PORT);
+        let client = RpcClient::new(&url)?.with_timeout(Duration::from_secs(2));
+        wait_for(
+            "the sponsor service",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || async {
+                check_running(&rec)?;
+                Ok(client
+                    .call::<Vec<Address>>("pm_supportedEntryPoints", serde_json::json!([]))
+                    .await
+                    .ok())
+            },
+        )
+        .await?;
+        self.state.sponsor_url = Some(url);
+        self.save()
+    }
+
+    pub(super) async fn start_alto(&mut self, cfg: &UpConfig) -> Result<(), DevnetError> {
+        // alto binds 0.0.0.0 — inside the gateway namespace that is the namespace's own
+        // addresses only, so the executor keys' bundler is not exposed on the host's network.
+        let alto = AltoConfig::from_repo(&cfg.repo, &self.state.rpc_url, &self.state.dir);
+        let argv = vec![
+            alto.node.display().to_string(),
+            alto.alto_js.display().to_string(),
+            "--entrypoints".into(),
+            self.state.contracts.entry_point.to_string(),
+            "--executor-private-keys".into(),
+            ANVIL_KEY_8.into(),
+            "--utility-private-key".into(),
+            ANVIL_KEY_9.into(),
+            "--rpc-url".into(),
+            self.state.rpc_url.clone(),
+            "--port".into(),
+            BUNDLER_PORT.to_string(),
+            "--safe-mode".into(),
+            "false".into(),
+            "--log-level".into(),
+            "warn".into(),
+        ];
+        let rec = self.spawn_service("alto", argv, vec![])?;
+        let url = self.services_url(BUNDLER_PORT);
+        let client = RpcClient::new(&url)?.with_timeout(Duration::from_secs(2));
+        let ep = self.state.contracts.entry_point;
+        wait_for(
+            "alto",
+            Duration::from_secs(90),
+            Duration::from_millis(200),
+            || async {
+                check_running(&rec)?;
+                match client
+                    .call::<Vec<Address>>("eth_supportedEntryPoints", serde_json::json!([]))
+                    .await
+                {
+                    Ok(eps) if eps.contains(&ep) => Ok(Some(())),
+                    Ok(eps) => Err(format!("alto serves {eps:?}, not {ep}")),
+                    Err(_) => Ok(None),
+                }
+            },
+        )
+        .await?;
+        self.state.bundler_url = Some(url);
+        self.save()
+    }
+
+    pub(super) async fn start_indexer(&mut self, key_file: &Path) -> Result<(), DevnetError> {
+        if !has_subcommand(&self.state.exe, "indexer") {
+            return self.note("no Indexer: this attestmesh build has no `indexer` subcommand; agents poll the chain");
+        }
+        let Some(registry) = self.state.contracts.indexer_registry else {
+            return self.note("no Indexer: no IndexerRegistry");
+        };
+        let idir = self.state.dir.join("indexer");
+        std::fs::create_dir_all(&idir)?;
+        let dstack = idir.join("dstack.sock");
+        // The Indexer's own (simulated) TEE; its app id is the registry it is recorded in.
+        let tee = self.spawn_service(
+            "indexer-devtee",
+            vec![
+                self.exe(),
+                "devtee".into(),
+                "--socket".into(),
+                dstack.display().to_string(),
+                "--app-id".into(),
+                registry.to_string(),
+            ],
+            vec![("LOG".into(), "warn".into())],
+        )?;
+        wait_socket("the Indexer's devtee", &tee, &dstack).await?;
+        let argv = vec![
+            self.exe(),
+            "indexer".into(),
+            "run".into(),
+            "--rpc-url".into(),
+            self.state.rpc_url.clone(),
+            "--cluster-factory".into(),
+            self.state.contracts.cluster_diamond_factory.to_string(),
+            "--grpc-listen".into(),
+            format!("0.0.0.0:{INDEXER_GRPC_PORT}"),
+            "--http-listen".into(),
+            format!("0.0.0.0:{INDEXER_HTTP_PORT}"),
+            "--state-dir".into(),
+            idir.join("state").display().to_string(),
+            "--dstack-socket".into(),
+            dstack.display().to_string(),
+        ];
+        let rec = self.spawn_service("indexer", argv, vec![("LOG".into(), "info".into())])?;
+        let http = sock(self.state.services_addr, INDEXER_HTTP_PORT);
+        wait_for(
+            "the Indexer",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || async {
+                check_running(&rec)?;
+                let r = tokio::task::spawn_blocking(move || {
+                    netns::http_get(http, "/healthz", Duration::from_secs(1))
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                Ok(r.ok().map(|_| ()))
+            },
+        )
+        .await?;
+        let pubkey = run_capture(
+            &self.state.exe,
+            &[
+                "indexer",
+                "pubkey",
+                "--dstack-socket",
+                &dstack.display().to_string(),
+            ],
+        )?;
+        let endpoint = self.services_url(INDEXER_GRPC_PORT);
+        run_capture(
+            &self.state.exe,
+            &[
+                "indexer",
+                "register",
+                "--rpc-url",
+                &self.state.rpc_url,
+                "--registry",
+                &registry.to_string(),
+                "--endpoint",
+                &endpoint,
+                "--code-id",
+                &attestmesh_tee::devtee::default_compose_hash().to_string(),
+                "--pubkey",
+                pubkey.trim(),
+                "--private-key-file",
+                &key_file.display().to_string(),
+            ],
+        )?;
+        self.state.indexer_url = Some(endpoint);
+        self.save()
+    }
+
+    pub(super) async fn start_gateway(&mut self) -> Result<(), DevnetError> {
+        let mut routes = String::from("# <app id> <node address>: one line per node slot\n");
+        for i in 0..self.state.gateway_slots {
+            let member = self.predict_member(i).await?;
+            let (_, addr) = netns::node_link_addrs(i)?;
+            routes.push_str(&format!("{member:x} {addr}\n"));
+        }
+        let file = self.state.dir.join("gateway.routes");
+        std::fs::write(&file, routes)?;
+        let argv = vec![
+            self.exe(),
+            "gateway".into(),
+            "--listen".into(),
+            format!("0.0.0.0:{GATEWAY_PORT}"),
+            "--domain".into(),
+            GATEWAY_DOMAIN.into(),
+            "--route-file".into(),
+            file.display().to_string(),
+        ];
+        let rec = self.spawn_service("gateway", argv, vec![("LOG".into(), "info".into())])?;
+        let at = sock(self.state.services_addr, GATEWAY_PORT);
+        wait_for(
+            "the dev gateway",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || async {
+                check_running(&rec)?;
+                Ok(
+                    std::net::TcpStream::connect_timeout(&at, Duration::from_millis(500))
+                        .ok()
+                        .map(|_| ()),
+                )
+            },
+        )
+        .await
+    }
+}
+
+/// Waits until a devtee's socket exists (the file appears once it listens).
+pub(super) async fn wait_socket(
+    what: &str,
+    rec: &ProcRecord,
+    socket: &Path,
+) -> Result<(), DevnetError> {
+    wait_for(
+        what,
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || async {
+            check_running(rec)?;
+            Ok(socket.exists().then_some(()))
+        },
+    )
+    .await
+}
+
+/// Runs a one-shot `attestmesh` command on the host and returns its stdout.
+pub(super) fn run_capture(exe: &Path, args: &[&str]) -> Result<String, DevnetError> {
+    let out = std::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(DevnetError::Setup(format!(
+            "`attestmesh {}` failed: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
