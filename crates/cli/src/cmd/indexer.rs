@@ -6,18 +6,18 @@
 //! - `pubkey`: print the Ed25519 key the TEE derives for the Indexer, so the operator can put it
 //!   in the registry without the key ever leaving the VM (only the public half is printed).
 //! - `register`: `IndexerRegistry.setIndexer(endpoint, codeId, pubKey)` signed with the
-//!   registry owner's key, sent as an EIP-1559 transaction by the chain crate's [`Wallet`].
+//!   registry owner's key file, through the operators' path (`attestmesh-ops`), exactly as
+//!   `attestmesh cluster indexer register` does.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy_primitives::{Address, B256, Bytes, U256};
+use alloy_primitives::{Address, B256};
 use anyhow::{Context, bail};
-use attestmesh_chain::rpc::{Receipt, RpcClient, RpcError};
-use attestmesh_chain::tx::{Call, TxError, TxStep, Wallet};
-use attestmesh_core::keys::OwnerKey;
-use attestmesh_indexer::registry;
+use attestmesh_chain::rpc::RpcClient;
+use attestmesh_ops::exec::{Executor, LocalKey, Mode};
+use attestmesh_ops::indexer::IndexerOutcome;
 use attestmesh_tee::client::GuestAgentClient;
 
 #[derive(Debug, clap::Args)]
@@ -132,21 +132,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Sub::Register(a) => {
-            let key = read_owner_key(&a.private_key_file)
-                .with_context(|| format!("--private-key-file {}", a.private_key_file.display()))?;
-            let r = register(
+            let outcome = register(
                 &a.rpc_url,
                 a.registry,
                 &a.endpoint,
                 a.code_id,
                 a.pubkey,
-                &key,
+                &a.private_key_file,
             )
             .await?;
-            println!(
-                "IndexerRegistry {} updated in block {} (tx {})",
-                a.registry, r.block_number, r.tx_hash
-            );
+            match outcome {
+                IndexerOutcome::Applied => println!("IndexerRegistry {} updated", a.registry),
+                IndexerOutcome::AlreadyCurrent => {
+                    println!("IndexerRegistry {} already holds this record", a.registry)
+                }
+            }
             Ok(())
         }
     }
@@ -221,67 +221,29 @@ async fn derive_pubkey(socket: &Path) -> anyhow::Result<B256> {
     Ok(key.public())
 }
 
-fn read_owner_key(path: &Path) -> anyhow::Result<OwnerKey> {
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).context("cannot read")?);
-    let hex = text.trim();
-    let hex = hex.strip_prefix("0x").unwrap_or(hex);
-    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-    alloy_primitives::hex::decode_to_slice(hex, bytes.as_mut())
-        .map_err(|_| anyhow::anyhow!("not a 32-byte hex private key"))?;
-    OwnerKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-/// Sends `setIndexer` from `owner` and checks the registry now holds the record.
+/// `setIndexer` through the operators' path (`attestmesh_ops::indexer::register`, the same one
+/// `attestmesh cluster indexer register` takes), so both commands accept and refuse the same
+/// inputs: one registration path.
 pub async fn register(
     rpc_url: &str,
-    registry_addr: Address,
+    registry: Address,
     endpoint: &str,
     code_id: B256,
     pubkey: B256,
-    owner: &OwnerKey,
-) -> anyhow::Result<Receipt> {
-    let rpc = RpcClient::new(rpc_url).context("--rpc-url / INDEXER_RPC_URL")?;
-    if registry_addr == Address::ZERO {
+    private_key_file: &Path,
+) -> anyhow::Result<IndexerOutcome> {
+    if registry == Address::ZERO {
         bail!("--registry / INDEXER_REGISTRY must not be the zero address");
     }
-    if !endpoint.starts_with("http://") || endpoint.len() <= "http://".len() {
-        // Agents connect without TLS today (the pushes are signed; the channel is not trusted).
-        bail!("--endpoint / INDEXER_ENDPOINT {endpoint:?} must be http://host:port");
-    }
-    if pubkey == B256::ZERO {
-        bail!("--pubkey / INDEXER_PUBKEY must not be zero");
-    }
-    let data = registry::set_indexer_calldata(endpoint, code_id, pubkey);
-    let from = owner.address();
-    let chain_id = rpc.chain_id().await?;
-    let mut wallet = Wallet::new(owner, chain_id).with_receipt_timeout(Duration::from_secs(120));
-    let call = Call {
-        to: registry_addr,
-        value: U256::ZERO,
-        data: Bytes::from(data),
-    };
-    let receipt = match wallet.send_and_wait(&rpc, &call).await {
-        Ok(r) => r,
-        Err(TxError::Rpc {
-            step: TxStep::EstimateGas,
-            source,
-        }) => {
-            return Err(anyhow::Error::new(source).context(format!(
-                "setIndexer from {from} would fail (is it the registry owner?)"
-            )));
-        }
-        Err(TxError::Rpc {
-            step: TxStep::Receipt,
-            source: RpcError::Reverted { tx, .. },
-        }) => bail!("setIndexer transaction {tx} reverted"),
-        Err(e) => return Err(anyhow::Error::new(e).context("sending setIndexer")),
-    };
-    let hash = receipt.tx_hash;
-    let now = registry::read_current(&rpc, registry_addr).await?;
-    if now.endpoint != endpoint || now.pubkey != pubkey || now.code_id != code_id {
-        bail!("registry does not hold the new record after {hash}: {now:?}");
-    }
-    Ok(receipt)
+    let rpc = RpcClient::new(rpc_url).context("--rpc-url / INDEXER_RPC_URL")?;
+    let key = LocalKey::from_file(private_key_file)
+        .with_context(|| format!("--private-key-file {}", private_key_file.display()))?;
+    let chain_id = rpc
+        .chain_id()
+        .await
+        .context("reading the chain id from --rpc-url")?;
+    let mut exec = Executor::new(rpc, chain_id, Mode::Send(key));
+    Ok(attestmesh_ops::indexer::register(&mut exec, registry, endpoint, code_id, pubkey).await?)
 }
 
 #[cfg(test)]
@@ -289,10 +251,10 @@ pub async fn register(
 mod tests {
     use super::*;
 
-    /// Signs a real setIndexer against anvil: the registry only accepts its owner, so success
-    /// proves the encoding, the chain id binding and the recovered sender.
+    /// A real setIndexer against anvil through the operators' path: http and https endpoints
+    /// both land, a current record is a no-op, a stranger and a non-URL are refused.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn register_signs_a_transaction_anvil_accepts() {
+    async fn register_goes_through_the_operators_path() {
         let bin = std::env::var("ANVIL").unwrap_or_else(|_| {
             format!(
                 "{}/../../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
@@ -304,16 +266,26 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut child = std::process::Command::new(&bin)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--silent",
-            ])
-            .spawn()
-            .expect("anvil");
+        /// Stops anvil even when an assertion fails.
+        struct Kill(std::process::Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _anvil = Kill(
+            std::process::Command::new(&bin)
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--silent",
+                ])
+                .spawn()
+                .expect("anvil"),
+        );
         let url = format!("http://127.0.0.1:{port}");
         let rpc = RpcClient::new(&url).unwrap();
         for _ in 0..600 {
@@ -322,25 +294,23 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // anvil's first dev account (public test key).
-        let owner = OwnerKey::from_bytes(
-            &B256::from_slice(
-                &alloy_primitives::hex::decode(
-                    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-                )
-                .unwrap(),
-            )
-            .0,
+        // anvil's first dev account (public test key), as an operator's key file.
+        let dir = tempfile::tempdir().unwrap();
+        let owner_file = dir.path().join("owner.key");
+        std::fs::write(
+            &owner_file,
+            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80\n",
         )
         .unwrap();
+        let owner = LocalKey::from_file(&owner_file).unwrap().address();
         let accounts = rpc.accounts().await.unwrap();
-        assert_eq!(owner.address(), accounts[0]);
+        assert_eq!(owner, accounts[0]);
         let artifacts = attestmesh_chain::deploy::Artifacts::new(format!(
             "{}/../../artifacts",
             env!("CARGO_MANIFEST_DIR")
         ));
         let mut ctor = vec![0u8; 12];
-        ctor.extend_from_slice(owner.address().as_slice());
+        ctor.extend_from_slice(owner.as_slice());
         let reg = attestmesh_chain::deploy::deploy(
             &rpc,
             accounts[1],
@@ -350,42 +320,54 @@ mod tests {
         )
         .await
         .unwrap();
-        let r = register(
+        let record = |endpoint: &str, key: u8| (endpoint.to_string(), B256::repeat_byte(key));
+        for (endpoint, key) in [
+            record("http://127.0.0.1:7070", 4),
+            // The production form: the Indexer's CVM behind the gateway on 443.
+            record("https://indexer-7070.gateway.example", 5),
+        ] {
+            let outcome = register(&url, reg, &endpoint, B256::repeat_byte(3), key, &owner_file)
+                .await
+                .unwrap();
+            assert_eq!(outcome, IndexerOutcome::Applied);
+            let now = attestmesh_indexer::registry::read_current(&rpc, reg)
+                .await
+                .unwrap();
+            assert_eq!((now.endpoint, now.pubkey), (endpoint.clone(), key));
+            // The same record again is a no-op, not a second transaction.
+            let again = register(&url, reg, &endpoint, B256::repeat_byte(3), key, &owner_file)
+                .await
+                .unwrap();
+            assert_eq!(again, IndexerOutcome::AlreadyCurrent);
+        }
+        // Someone who is not the registry owner is refused before anything is sent.
+        let stranger_file = dir.path().join("stranger.key");
+        std::fs::write(&stranger_file, alloy_primitives::hex::encode([7u8; 32])).unwrap();
+        let err = register(
             &url,
             reg,
-            "http://127.0.0.1:7070",
-            B256::repeat_byte(3),
-            B256::repeat_byte(4),
-            &owner,
+            "http://x:1",
+            B256::ZERO,
+            B256::repeat_byte(6),
+            &stranger_file,
         )
         .await
-        .unwrap();
-        assert!(r.success);
-        // A second update (nonce 1 in the pending count) works too; a non-owner is refused.
-        register(
-            &url,
-            reg,
-            "http://127.0.0.1:7071",
-            B256::repeat_byte(3),
-            B256::repeat_byte(5),
-            &owner,
-        )
-        .await
-        .unwrap();
-        let stranger = OwnerKey::from_bytes(&[7u8; 32]).unwrap();
+        .unwrap_err();
         assert!(
-            register(
-                &url,
-                reg,
-                "http://x:1",
-                B256::ZERO,
-                B256::repeat_byte(6),
-                &stranger
-            )
-            .await
-            .is_err()
+            format!("{err:#}").contains(&format!("only {owner} may do this")),
+            "{err:#}"
         );
-        let _ = child.kill();
-        let _ = child.wait();
+        // Not a URL at all: refused naming the setting.
+        let err = register(
+            &url,
+            reg,
+            "indexer:7070",
+            B256::ZERO,
+            B256::repeat_byte(6),
+            &owner_file,
+        )
+        .await
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("--endpoint"), "{err:#}");
     }
 }

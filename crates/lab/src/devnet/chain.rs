@@ -1,6 +1,12 @@
 //! The chain half of `devnet up`: anvil, EntryPoint v0.7, the AttestMesh infra, one cluster,
 //! the paymaster deposit.
 
+use attestmesh_ops::artifacts::ArtifactSource;
+use attestmesh_ops::cluster as ops_cluster;
+use attestmesh_ops::config::ClusterConfig;
+use attestmesh_ops::exec::{Executor, LocalKey, Mode};
+use attestmesh_ops::infra::{self as ops_infra, InfraOptions};
+
 use super::*;
 
 impl Devnet {
@@ -11,7 +17,6 @@ impl Devnet {
     ) -> Result<(), DevnetError> {
         let total = 11;
         let step = |n: usize, msg: &str| progress(&format!("[{n}/{total}] {msg}"));
-        let artifacts = Artifacts::new(cfg.repo.join("artifacts"));
 
         step(
             1,
@@ -73,53 +78,69 @@ impl Devnet {
 
         step(
             3,
-            "EntryPoint v0.7 at its canonical address (published artifact, deterministic deployer)",
+            "sponsor signing key (the SponsorPaymaster pays for whatever it signs)",
         );
-        let entry_point = devstack::deploy_entry_point(&self.rpc, deployer, &artifacts).await?;
-        self.state.contracts.entry_point = entry_point;
+        let sponsor_signer = self.new_sponsor_key()?;
 
+        // The operators' path (`attestmesh cluster deploy-infra` and `cluster create`), so the
+        // devnet exercises exactly what a real deployment runs: deterministic CREATE2 for the
+        // EntryPoint (published bytecode, canonical address), facets, factories, registry and
+        // paymaster, then the paymaster deposit.
         step(
             4,
-            "AttestMesh infra and one cluster (devtee KMS root allowlisted, any device, factory members)",
+            "AttestMesh infra and one cluster through `cluster deploy-infra` / `cluster create` \
+             (CREATE2; devtee KMS root allowlisted, any device, factory members)",
         );
-        let infra = deploy::deploy_infra(&self.rpc, deployer, &artifacts, entry_point).await?;
-        let registry = deploy::deploy(
-            &self.rpc,
-            deployer,
-            &artifacts,
-            "IndexerRegistry",
-            &deployer.abi_encode(),
+        let mut exec = Executor::new(
+            self.rpc.clone(),
+            chain_id,
+            Mode::Send(LocalKey::from_file(&key_file)?),
+        );
+        let infra = ops_infra::deploy_infra(
+            &mut exec,
+            &InfraOptions {
+                owner: deployer,
+                paymaster_signer: sponsor_signer,
+                salt: ops_infra::default_salt(),
+                entry_point: ops_infra::ENTRY_POINT_V07,
+                paymaster_deposit: Some(U256::from(PAYMASTER_DEPOSIT_WEI)),
+                from_block: None,
+                artifacts: ArtifactSource::Dir(cfg.repo.join("artifacts")),
+            },
+            None,
         )
         .await?;
-        let cidr = attestmesh_core::mesh::MeshCidr::new(MESH_CIDR.0, MESH_CIDR.1)
+        let deployments = infra.deployments;
+        deployments.save(&self.state.dir)?;
+        let mesh_cidr = attestmesh_core::mesh::MeshCidr::new(MESH_CIDR.0, MESH_CIDR.1)
             .map_err(|e| DevnetError::Setup(format!("mesh CIDR: {e}")))?;
-        let args = ClusterInitArgs {
-            clusterOwner: deployer,
-            meshCidrIp: cidr.ip(),
-            meshPrefix: cidr.prefix(),
-            memberFactory: infra.member_factory,
-            kmsRoots: vec![attestmesh_tee::kms::DEV_KMS_ROOT_ADDRESS],
-            composeHashes: vec![],
+        let cluster_cfg = ClusterConfig {
+            owner: deployer,
+            mesh_cidr,
+            salt: B256::repeat_byte(1),
+            kms_roots: vec![attestmesh_tee::kms::DEV_KMS_ROOT_ADDRESS],
+            compose_hashes: vec![],
             devices: vec![],
-            appIds: vec![],
-            allowAnyDevice: true,
-            requireTcbUpToDate: false,
+            app_ids: vec![],
+            allow_any_device: true,
+            require_tcb_up_to_date: false,
         };
-        let cluster =
-            deploy::deploy_cluster(&self.rpc, deployer, &infra, args, B256::repeat_byte(1)).await?;
+        let plan = ops_cluster::plan_create(&exec, &deployments, &cluster_cfg, false).await?;
+        ops_cluster::execute_create(&mut exec, &plan).await?;
+        let c = &deployments.contracts;
         self.state.contracts = Contracts {
-            entry_point,
-            cluster_diamond_factory: infra.diamond_factory,
-            cluster_member_factory: infra.member_factory,
-            cluster_init: infra.cluster_init,
-            sponsor_paymaster: Address::ZERO,
-            indexer_registry: Some(registry),
-            cluster,
+            entry_point: deployments.entry_point,
+            cluster_diamond_factory: c.cluster_diamond_factory,
+            cluster_member_factory: c.cluster_member_factory,
+            cluster_init: c.cluster_init,
+            sponsor_paymaster: c.sponsor_paymaster,
+            indexer_registry: Some(c.indexer_registry),
+            cluster: plan.predicted,
         };
         self.save()?;
 
         step(5, "sponsor service and the SponsorPaymaster deposit");
-        self.start_sponsor(&artifacts).await?;
+        self.start_sponsor().await?;
 
         step(
             6,

@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, U256};
-use alloy_sol_types::{SolCall as _, SolValue as _};
-use attestmesh_chain::bindings::{ClusterInitArgs, IClusterMemberFactory};
-use attestmesh_chain::deploy::{self, Artifacts};
+use alloy_sol_types::SolCall as _;
+use attestmesh_chain::bindings::IClusterMemberFactory;
+use attestmesh_chain::deploy;
 use attestmesh_chain::devstack::{self, ANVIL_KEY_8, ANVIL_KEY_9, AltoConfig, AnvilConfig};
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::keys::OwnerKey;
@@ -104,6 +104,9 @@ pub enum DevnetError {
     Deploy(Box<deploy::DeployError>),
     #[error(transparent)]
     Rpc(Box<attestmesh_chain::rpc::RpcError>),
+    /// The operators' deployment path (`attestmesh-ops`), which the devnet drives.
+    #[error(transparent)]
+    Ops(Box<attestmesh_ops::error::OpsError>),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -121,7 +124,8 @@ boxed_from!(
     Lab: crate::LabError,
     Stack: devstack::StackError,
     Deploy: deploy::DeployError,
-    Rpc: attestmesh_chain::rpc::RpcError
+    Rpc: attestmesh_chain::rpc::RpcError,
+    Ops: attestmesh_ops::error::OpsError
 );
 
 /// Settings of `up`.

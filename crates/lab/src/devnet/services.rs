@@ -1,12 +1,15 @@
 //! The shared services of the devnet, each in the gateway namespace ("the internet"): sponsor,
 //! bundler, Indexer, dev gateway.
 
+use attestmesh_ops::exec::{Executor, LocalKey, Mode};
+
 use super::*;
 
 impl Devnet {
-    pub(super) async fn start_sponsor(&mut self, artifacts: &Artifacts) -> Result<(), DevnetError> {
-        // A fresh signing key per devnet: the paymaster trusts whatever the sponsor signs.
-        let key = loop {
+    /// A fresh sponsor signing key per devnet, written to `sponsor.key`: the paymaster trusts
+    /// whatever this key signs. Returns its address (the paymaster's `signer`).
+    pub(super) fn new_sponsor_key(&self) -> Result<Address, DevnetError> {
+        loop {
             let mut bytes = [0u8; 32];
             std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
             if let Ok(k) = OwnerKey::from_bytes(&bytes) {
@@ -14,21 +17,14 @@ impl Devnet {
                     &self.state.dir.join("sponsor.key"),
                     &alloy_primitives::hex::encode(bytes),
                 )?;
-                break k;
+                return Ok(k.address());
             }
-        };
-        let deployer = self.state.deployer;
-        let paymaster = devstack::deploy_sponsor_paymaster(
-            &self.rpc,
-            deployer,
-            artifacts,
-            self.state.contracts.entry_point,
-            deployer,
-            key.address(),
-            U256::from(PAYMASTER_DEPOSIT_WEI),
-        )
-        .await?;
-        self.state.contracts.sponsor_paymaster = paymaster;
+        }
+    }
+
+    /// Starts the sponsor service for the paymaster `deploy-infra` deployed and funded.
+    pub(super) async fn start_sponsor(&mut self) -> Result<(), DevnetError> {
+        let paymaster = self.state.contracts.sponsor_paymaster;
         let dir = self.state.dir.clone();
         let argv = vec![
             self.exe(),
@@ -189,25 +185,24 @@ impl Devnet {
             ],
         )?;
         let endpoint = self.services_url(INDEXER_GRPC_PORT);
-        run_capture(
-            &self.state.exe,
-            &[
-                "indexer",
-                "register",
-                "--rpc-url",
-                &self.state.rpc_url,
-                "--registry",
-                &registry.to_string(),
-                "--endpoint",
-                &endpoint,
-                "--code-id",
-                &attestmesh_tee::devtee::default_compose_hash().to_string(),
-                "--pubkey",
-                pubkey.trim(),
-                "--private-key-file",
-                &key_file.display().to_string(),
-            ],
-        )?;
+        let pubkey: B256 = pubkey
+            .trim()
+            .parse()
+            .map_err(|_| DevnetError::Setup(format!("indexer pubkey printed {pubkey:?}")))?;
+        // The operators' path (`attestmesh cluster indexer register`).
+        let mut exec = Executor::new(
+            self.rpc.clone(),
+            self.state.chain_id,
+            Mode::Send(LocalKey::from_file(key_file)?),
+        );
+        attestmesh_ops::indexer::register(
+            &mut exec,
+            registry,
+            &endpoint,
+            attestmesh_tee::devtee::default_compose_hash(),
+            pubkey,
+        )
+        .await?;
         self.state.indexer_url = Some(endpoint);
         self.save()
     }
