@@ -170,6 +170,9 @@ def main():
         "InvalidPubKeyLength()",
         "PointNotOnCurve()",
         "InvalidBootstrapCall()",
+        "WgKeyInUse()",
+        "WgKeyLowOrder()",
+        "WgKeyNotCanonical()",
     ]
     cases = [{"signature": s, "selector": cast("sig", s)} for s in sigs]
     events = [

@@ -39,7 +39,7 @@ library LibClusterSelectors {
     }
 
     function attest() internal pure returns (bytes4[] memory s) {
-        s = new bytes4[](15);
+        s = new bytes4[](17);
         s[0] = IAttestFacet.isClusterMember.selector;
         s[1] = IAttestFacet.memberIdOf.selector;
         s[2] = IAttestFacet.memberOf.selector;
@@ -55,6 +55,8 @@ library LibClusterSelectors {
         s[12] = IAttestFacet.setCskCommitment.selector;
         s[13] = IAttestFacet.transferClusterOwnership.selector;
         s[14] = IAttestFacet.acceptClusterOwnership.selector;
+        s[15] = IAttestFacet.memberIdOfWgKey.selector;
+        s[16] = IAttestFacet._setWgKey.selector;
     }
 
     function message() internal pure returns (bytes4[] memory s) {

@@ -164,7 +164,7 @@ contract VectorsTest is ClusterFixture {
     /// @dev The selector the compiled interfaces give for a signature in the vector file.
     function _selectorOf(string memory sig) internal pure returns (bool, bytes4) {
         bytes32 h = keccak256(bytes(sig));
-        bytes4[37] memory sels = [
+        bytes4[40] memory sels = [
             IDstackFacet.dstack_register.selector,
             IMessageFacet.send.selector,
             IMessageFacet.sendOwnerCommand.selector,
@@ -201,9 +201,12 @@ contract VectorsTest is ClusterFixture {
             IDstackFacet.BindingMismatch.selector,
             IDstackFacet.InvalidPubKeyLength.selector,
             IDstackFacet.PointNotOnCurve.selector,
-            IClusterMember.InvalidBootstrapCall.selector
+            IClusterMember.InvalidBootstrapCall.selector,
+            IAttestFacet.WgKeyInUse.selector,
+            IAttestFacet.WgKeyLowOrder.selector,
+            IAttestFacet.WgKeyNotCanonical.selector
         ];
-        string[37] memory sigs = [
+        string[40] memory sigs = [
             "dstack_register((bytes,bytes,bytes,bytes,string,bytes),address,bytes32,bytes32,bytes32)",
             "send(bytes32,bytes32,bytes)",
             "sendOwnerCommand(bytes32,bytes32,bytes)",
@@ -240,7 +243,10 @@ contract VectorsTest is ClusterFixture {
             "BindingMismatch()",
             "InvalidPubKeyLength()",
             "PointNotOnCurve()",
-            "InvalidBootstrapCall()"
+            "InvalidBootstrapCall()",
+            "WgKeyInUse()",
+            "WgKeyLowOrder()",
+            "WgKeyNotCanonical()"
         ];
         for (uint256 i; i < sigs.length; ++i) {
             if (keccak256(bytes(sigs[i])) == h) return (true, sels[i]);
