@@ -6,6 +6,7 @@ import {IDiamondCut} from "../diamond/IDiamondCut.sol";
 import {IDiamondLoupe} from "../diamond/IDiamondLoupe.sol";
 import {IDiamondOwnership, IERC173} from "../diamond/IERC173.sol";
 import {IAttestFacet} from "../interfaces/IAttestFacet.sol";
+import {IAttestor} from "../interfaces/IAttestor.sol";
 import {IDstackFacet} from "../interfaces/IDstackFacet.sol";
 import {IMessageFacet} from "../interfaces/IMessageFacet.sol";
 import {INetworkFacet} from "../interfaces/INetworkFacet.sol";
@@ -75,7 +76,7 @@ library LibClusterSelectors {
     }
 
     function dstack() internal pure returns (bytes4[] memory s) {
-        s = new bytes4[](19);
+        s = new bytes4[](20);
         s[0] = IDstackFacet.addComposeHash.selector;
         s[1] = IDstackFacet.removeComposeHash.selector;
         s[2] = IDstackFacet.addDevice.selector;
@@ -95,5 +96,6 @@ library LibClusterSelectors {
         s[16] = IDstackFacet.memberFactory.selector;
         s[17] = IDstackFacet.isAppAllowed.selector;
         s[18] = IDstackFacet.dstack_register.selector;
+        s[19] = IAttestor.bootstrapRule.selector;
     }
 }

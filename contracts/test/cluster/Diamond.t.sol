@@ -131,7 +131,7 @@ contract DiamondTest is ClusterFixture {
             }
             total += got.length;
         }
-        assertEq(total, 53);
+        assertEq(total, 54);
         assertEq(loupe.facetAddress(0x12345678), address(0));
         assertEq(loupe.facetFunctionSelectors(address(0xdead)).length, 0);
     }
