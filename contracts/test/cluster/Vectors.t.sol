@@ -15,6 +15,7 @@ import {LibDiamond} from "../../src/libraries/LibDiamond.sol";
 import {LibDstackStorage} from "../../src/libraries/LibDstackStorage.sol";
 import {LibMessageStorage} from "../../src/libraries/LibMessageStorage.sol";
 import {LibNetworkStorage} from "../../src/libraries/LibNetworkStorage.sol";
+import {LibWgKey} from "../../src/libraries/LibWgKey.sol";
 import {Secp256k1} from "../../src/libraries/Secp256k1.sol";
 import {ClusterFixture} from "../utils/ClusterFixture.sol";
 import {DstackChain} from "../utils/DstackChain.sol";
@@ -99,6 +100,29 @@ contract VectorsTest is ClusterFixture {
             address m = vm.parseJsonAddress(json, _key("cases", i, "member_contract"));
             bytes32 att = vm.parseJsonBytes32(json, _key("cases", i, "attestor_id"));
             assertEq(LibBinding.memberId(c, m, att), vm.parseJsonBytes32(json, _key("cases", i, "member_id")));
+        }
+    }
+
+    // ------------------------------------------------------------------ WireGuard keys
+
+    /// @dev Small-order and canonical-encoding verdicts from spec/vectors/wg_keys.json (computed
+    /// with a Montgomery ladder in the generator), both in LibWgKey and through publishWgKey.
+    function test_vectors_wgKeys() public {
+        (address member, bytes32 id,) = deployAndRegister("vectors");
+        string memory json = _json("wg_keys.json");
+        uint256 n = _count(json, "cases");
+        assertGt(n, 0);
+        for (uint256 i; i < n; ++i) {
+            bytes32 key = vm.parseJsonBytes32(json, _key("cases", i, "key"));
+            bool lowOrder = vm.parseJsonBool(json, _key("cases", i, "low_order"));
+            bool canonical = vm.parseJsonBool(json, _key("cases", i, "canonical"));
+            assertEq(LibWgKey.isLowOrder(key), lowOrder, vm.toString(key));
+            assertEq(LibWgKey.isCanonical(key), canonical, vm.toString(key));
+            if (lowOrder) vm.expectRevert(IAttestFacet.WgKeyLowOrder.selector);
+            else if (!canonical) vm.expectRevert(IAttestFacet.WgKeyNotCanonical.selector);
+            vm.prank(member);
+            INetworkFacet(cluster).publishWgKey(key);
+            if (!lowOrder && canonical) assertEq(INetworkFacet(cluster).wgPubKeyOf(id), key);
         }
     }
 
