@@ -6,8 +6,9 @@ pragma solidity 0.8.28;
 ///
 /// Registration convention (every attestation method): the registration function is
 /// `f(P proof, address memberContract, bytes32 xPubKey, bytes32 wgPubKey, bytes32 edPubKey)`, where
-/// `P` is a dynamic ABI tuple (so argument 0 is an offset) and field `bindingSignatureField` of `P`
-/// is `bytes`: the future owner key's EIP-191 signature over
+/// `P` is a dynamic ABI tuple (so argument 0 is an offset) and head word `bindingSignatureField` of
+/// `P` (its field of that index when every earlier field takes one head word, i.e. is a value type or
+/// dynamic) is the offset of a `bytes`: the future owner key's EIP-191 signature over
 /// `LibBinding.bindHash(cluster, memberContract, xPubKey, wgPubKey, edPubKey)`. The attestor
 /// verifies the rest of the proof and installs that signer as the member's owner.
 interface IAttestor {

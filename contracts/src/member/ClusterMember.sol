@@ -173,7 +173,7 @@ contract ClusterMember is IClusterMember, IAccount, Initializable, UUPSUpgradeab
         view
     {
         // An unbound account (the implementation itself, or a proxy nobody initialised) has no
-        // cluster to register with; without this, `execute(address(0), 0, dstack_register(...))`
+        // cluster to register with; without this, `execute(address(0), 0, register(...))`
         // signed by any key would validate on it.
         if (cluster_ == address(0)) revert InvalidBootstrapCall();
         ClusterMemberStorage storage $ = _s();
