@@ -170,6 +170,9 @@ def main():
         "InvalidPubKeyLength()",
         "PointNotOnCurve()",
         "InvalidBootstrapCall()",
+        "WgKeyInUse()",
+        "WgKeyLowOrder()",
+        "WgKeyNotCanonical()",
     ]
     cases = [{"signature": s, "selector": cast("sig", s)} for s in sigs]
     events = [
@@ -203,6 +206,58 @@ def main():
         "description": "compressed = (0x02 | y parity) ‖ x; address = last 20 bytes of keccak256(x ‖ y)",
         "cases": cases,
     })
+
+    write("wg_keys.json", wg_key_vectors())
+
+
+def _ladder_x25519(k, u):
+    """[k]P on Curve25519 by the x-only Montgomery ladder (RFC 7748 formulas); returns (X, Z)."""
+    p = 2**255 - 19
+    x1, x2, z2, x3, z3, swap = u % p, 1, 0, u % p, 1, 0
+    for t in reversed(range(k.bit_length())):
+        kt = (k >> t) & 1
+        swap ^= kt
+        if swap:
+            x2, x3, z2, z3 = x3, x2, z3, z2
+        swap = kt
+        a, b = (x2 + z2) % p, (x2 - z2) % p
+        aa, bb = a * a % p, b * b % p
+        e = (aa - bb) % p
+        c, d = (x3 + z3) % p, (x3 - z3) % p
+        da, cb = d * a % p, c * b % p
+        x3, z3 = (da + cb) ** 2 % p, x1 * (da - cb) ** 2 % p
+        x2, z2 = aa * bb % p, e * (aa + 121665 * e) % p
+    if swap:
+        x2, z2 = x3, z3
+    return x2, z2
+
+
+def wg_key_vectors():
+    """WireGuard (X25519) public keys as the cluster stores them: bytes32 byte i = key byte i
+    (little-endian u). low_order: [8]P is the identity (checked here with the ladder, for every
+    candidate); canonical: bit 255 clear and u < p."""
+    p = 2**255 - 19
+    small = [0, 1, p - 1,
+             325606250916557431795983626356110631294008115727848805560023387167927233504,
+             39382357235489614581723060781553021112529911719440698176882885853963445705823]
+    cases = []
+
+    def key(v):
+        return "0x" + v.to_bytes(32, "little").hex()
+
+    for u in small + [p, p + 1]:
+        assert _ladder_x25519(8, u)[1] == 0, f"u={u} is not of small order"
+        cases.append({"key": key(u), "low_order": True, "canonical": u < p})
+        cases.append({"key": key(u | 1 << 255), "low_order": True, "canonical": False})
+    for u in [9, 2, p + 2, 2**255 - 1, int(keccak_hex(cast("from-utf8", "attestmesh wg key")), 16) % p]:
+        assert _ladder_x25519(8, u)[1] != 0, f"u={u} is of small order"
+        cases.append({"key": key(u), "low_order": False, "canonical": u < p})
+        cases.append({"key": key(u | 1 << 255), "low_order": False, "canonical": False})
+    return {
+        "description": "key = little-endian u (bytes32 byte i = key byte i); low_order: [8]P = O in any "
+                       "encoding (bit 255 ignored, u mod p); canonical: bit 255 clear and u < 2^255 - 19",
+        "cases": cases,
+    }
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import {IAttestFacet} from "../interfaces/IAttestFacet.sol";
 import {MemberRecord} from "../interfaces/ClusterTypes.sol";
 import {LibAttestStorage} from "../libraries/LibAttestStorage.sol";
 import {LibBinding} from "../libraries/LibBinding.sol";
+import {LibWgKey} from "../libraries/LibWgKey.sol";
 
 /// @notice Who is a member (DESIGN §3.2). Method-neutral: it never learns how a member was
 /// attested; attestor facets call `_addMember` through the diamond after they verified a proof.
@@ -66,6 +67,11 @@ contract AttestFacet is IAttestFacet {
         return LibAttestStorage.s().cskCommitment;
     }
 
+    function memberIdOfWgKey(bytes32 wgPubKey) external view returns (bytes32) {
+        LibAttestStorage.AttestStorage storage st = LibAttestStorage.s();
+        return _holderOf(st, wgPubKey);
+    }
+
     // ---------------------------------------------------------------- mutations
 
     /// @notice Adds a member. Only the diamond itself may call (msg.sender == address(this)), i.e. a
@@ -79,6 +85,7 @@ contract AttestFacet is IAttestFacet {
         if (st.memberIdOf[mc] != bytes32(0)) revert AlreadyRegistered();
 
         memberId = LibBinding.memberId(address(this), mc, record.attestorId);
+        _claimWgKey(st, memberId, record.wgPubKey);
         st.members[memberId] = LibAttestStorage.StoredMember({
             attestorId: record.attestorId,
             xPubKey: record.xPubKey,
@@ -92,6 +99,21 @@ contract AttestFacet is IAttestFacet {
         emit MemberRegistered(
             memberId, mc, record.attestorId, record.xPubKey, record.wgPubKey, record.edPubKey
         );
+    }
+
+    /// @notice Replaces a member's WireGuard key. Only the diamond itself may call: NetworkFacet's
+    /// `publishWgKey` after it resolved the caller to `memberId`. The old key is released (its
+    /// index entry goes stale, see `_holderOf`), so the member or anyone may take it again later;
+    /// re-publishing the current key is a no-op here.
+    function _setWgKey(bytes32 memberId, bytes32 wgPubKey) external {
+        if (msg.sender != address(this)) revert OnlyDiamond();
+        LibAttestStorage.AttestStorage storage st = LibAttestStorage.s();
+        LibAttestStorage.StoredMember storage m = st.members[memberId];
+        if (m.memberContract == address(0)) revert UnknownMember();
+        bytes32 old = m.wgPubKey;
+        if (old == wgPubKey) return;
+        _claimWgKey(st, memberId, wgPubKey);
+        m.wgPubKey = wgPubKey;
     }
 
     /// @notice The originator (first member) commits keccak256(csk) once; every later member checks
@@ -121,6 +143,31 @@ contract AttestFacet is IAttestFacet {
         emit ClusterOwnershipTransferred(st.clusterOwner, msg.sender);
         st.clusterOwner = msg.sender;
         st.pendingClusterOwner = address(0);
+    }
+
+    /// @dev The one WireGuard key check, shared by registration and rotation: the key must be a
+    /// canonical, non-small-order X25519 point that no other member holds; then it is `memberId`'s.
+    function _claimWgKey(LibAttestStorage.AttestStorage storage st, bytes32 memberId, bytes32 wgPubKey)
+        private
+    {
+        if (LibWgKey.isLowOrder(wgPubKey)) revert WgKeyLowOrder();
+        if (!LibWgKey.isCanonical(wgPubKey)) revert WgKeyNotCanonical();
+        bytes32 holder = _holderOf(st, wgPubKey);
+        if (holder == memberId) return;
+        if (holder != bytes32(0)) revert WgKeyInUse();
+        st.memberIdOfWgKey[wgPubKey] = memberId;
+    }
+
+    /// @dev The member whose current key is `wgPubKey`, or zero. Rotation does not clear the old
+    /// key's index entry (no extra write, no refund that gas estimators miscount); an entry whose
+    /// member has moved on to another key is stale and means "free".
+    function _holderOf(LibAttestStorage.AttestStorage storage st, bytes32 wgPubKey)
+        private
+        view
+        returns (bytes32 holder)
+    {
+        holder = st.memberIdOfWgKey[wgPubKey];
+        if (holder != bytes32(0) && st.members[holder].wgPubKey != wgPubKey) holder = bytes32(0);
     }
 
     function _record(bytes32 id) private view returns (MemberRecord memory r) {

@@ -4,6 +4,7 @@ pragma solidity 0.8.28;
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {IAttestFacet} from "../interfaces/IAttestFacet.sol";
+import {IAttestor} from "../interfaces/IAttestor.sol";
 import {AppBootInfo, DstackProof, MemberRecord} from "../interfaces/ClusterTypes.sol";
 import {IClusterMember, IClusterMemberFactory} from "../interfaces/IClusterMember.sol";
 import {IDstackFacet} from "../interfaces/IDstackFacet.sol";
@@ -15,7 +16,11 @@ import {Secp256k1} from "../libraries/Secp256k1.sol";
 
 /// @notice The dstack attestor (DESIGN §3.5): admission policy, the KMS boot gate, and registration
 /// from a KMS signature chain. The only contract that knows what dstack is (§3.6).
-contract DstackFacet is IDstackFacet {
+contract DstackFacet is IDstackFacet, IAttestor {
+    /// @dev Index of `bindingSignature` in DstackProof (ownerPubkey, appPubkey, appSignature,
+    /// kmsSignature, purpose, bindingSignature).
+    uint8 internal constant BINDING_SIGNATURE_FIELD = 5;
+
     bytes internal constant KMS_DOMAIN = "dstack-kms-issued:";
     bytes32 internal constant TCB_UP_TO_DATE = keccak256("UpToDate");
 
@@ -137,6 +142,13 @@ contract DstackFacet is IDstackFacet {
     }
 
     // ---------------------------------------------------------------- registration
+
+    /// @inheritdoc IAttestor
+    /// @dev dstack_register follows the IAttestor convention with the binding signature in
+    /// DstackProof's sixth field.
+    function bootstrapRule() external pure returns (bytes4 registerSelector, uint8 bindingSignatureField) {
+        return (this.dstack_register.selector, BINDING_SIGNATURE_FIELD);
+    }
 
     /// @notice Admits `memberContract` with the three public keys, given a dstack KMS signature chain
     /// KMS root → app key → owner key and the owner key's signature over the binding hash. Anyone may

@@ -25,13 +25,14 @@ contract NetworkFacet is INetworkFacet {
         return LibNetworkStorage.s().wgKeyPublishedAt[memberId];
     }
 
-    /// @notice A member rotates its WireGuard key. The record is the single source of truth, so
-    /// the new key replaces the registered one there.
+    /// @notice A member rotates its WireGuard key. The record (AttestFacet's) is the single source
+    /// of truth, so the new key replaces the registered one there, through AttestFacet's
+    /// diamond-internal `_setWgKey`, which applies the same key checks as registration (a key
+    /// another member holds, a small-order or non-canonical key revert).
     function publishWgKey(bytes32 wgPubKey) external {
-        LibAttestStorage.AttestStorage storage st = LibAttestStorage.s();
-        bytes32 id = st.memberIdOf[msg.sender];
+        bytes32 id = LibAttestStorage.s().memberIdOf[msg.sender];
         if (id == bytes32(0)) revert IMessageFacet.NotClusterMember();
-        st.members[id].wgPubKey = wgPubKey;
+        IAttestFacet(address(this))._setWgKey(id, wgPubKey);
         LibNetworkStorage.s().wgKeyPublishedAt[id] = uint64(block.number);
         emit WgKeyPublished(id, wgPubKey);
     }

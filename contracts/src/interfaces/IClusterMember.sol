@@ -18,6 +18,9 @@ interface IClusterMember {
 
     function cluster() external view returns (address);
     function owner() external view returns (address);
+    /// @notice The bootstrap rule read from the cluster at bind time (IAttestor.bootstrapRule);
+    /// zero if the cluster gave none.
+    function bootstrapRule() external view returns (bytes4 registerSelector, uint8 bindingSignatureField);
     function entryPoint() external view returns (address);
     function initialize(address cluster) external;
     function execute(address target, uint256 value, bytes calldata data) external;
@@ -27,6 +30,15 @@ interface IClusterMember {
         view
         returns (bool isAllowed, string memory reason);
     function reinitializeFromDstackApp(address cluster) external;
+}
+
+/// @notice The boot gate a dstack KMS asks an app id (dstack's IAppAuth.isAppAllowed); the member
+/// forwards it to its cluster.
+interface IAppBootGate {
+    function isAppAllowed(AppBootInfo calldata bootInfo)
+        external
+        view
+        returns (bool isAllowed, string memory reason);
 }
 
 interface IClusterMemberFactory {

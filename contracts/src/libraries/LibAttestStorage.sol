@@ -30,6 +30,9 @@ library LibAttestStorage {
         bytes32[] memberIds; // registration order; [0] is the CSK originator
         mapping(bytes32 memberId => StoredMember) members;
         mapping(address memberContract => bytes32) memberIdOf;
+        // ---- appended (issue 11): WireGuard key uniqueness. Keys registered before this field
+        // existed are not indexed until their member next publishes one.
+        mapping(bytes32 wgPubKey => bytes32 memberId) memberIdOfWgKey;
     }
 
     function s() internal pure returns (AttestStorage storage st) {

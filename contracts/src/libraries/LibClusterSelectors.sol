@@ -6,6 +6,7 @@ import {IDiamondCut} from "../diamond/IDiamondCut.sol";
 import {IDiamondLoupe} from "../diamond/IDiamondLoupe.sol";
 import {IDiamondOwnership, IERC173} from "../diamond/IERC173.sol";
 import {IAttestFacet} from "../interfaces/IAttestFacet.sol";
+import {IAttestor} from "../interfaces/IAttestor.sol";
 import {IDstackFacet} from "../interfaces/IDstackFacet.sol";
 import {IMessageFacet} from "../interfaces/IMessageFacet.sol";
 import {INetworkFacet} from "../interfaces/INetworkFacet.sol";
@@ -39,7 +40,7 @@ library LibClusterSelectors {
     }
 
     function attest() internal pure returns (bytes4[] memory s) {
-        s = new bytes4[](15);
+        s = new bytes4[](17);
         s[0] = IAttestFacet.isClusterMember.selector;
         s[1] = IAttestFacet.memberIdOf.selector;
         s[2] = IAttestFacet.memberOf.selector;
@@ -55,6 +56,8 @@ library LibClusterSelectors {
         s[12] = IAttestFacet.setCskCommitment.selector;
         s[13] = IAttestFacet.transferClusterOwnership.selector;
         s[14] = IAttestFacet.acceptClusterOwnership.selector;
+        s[15] = IAttestFacet.memberIdOfWgKey.selector;
+        s[16] = IAttestFacet._setWgKey.selector;
     }
 
     function message() internal pure returns (bytes4[] memory s) {
@@ -73,7 +76,7 @@ library LibClusterSelectors {
     }
 
     function dstack() internal pure returns (bytes4[] memory s) {
-        s = new bytes4[](19);
+        s = new bytes4[](20);
         s[0] = IDstackFacet.addComposeHash.selector;
         s[1] = IDstackFacet.removeComposeHash.selector;
         s[2] = IDstackFacet.addDevice.selector;
@@ -93,5 +96,6 @@ library LibClusterSelectors {
         s[16] = IDstackFacet.memberFactory.selector;
         s[17] = IDstackFacet.isAppAllowed.selector;
         s[18] = IDstackFacet.dstack_register.selector;
+        s[19] = IAttestor.bootstrapRule.selector;
     }
 }

@@ -9,9 +9,9 @@ import {IAccount} from "@account-abstraction/contracts/interfaces/IAccount.sol";
 import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 
 import {AppBootInfo} from "../interfaces/ClusterTypes.sol";
-import {IClusterMember} from "../interfaces/IClusterMember.sol";
-import {IDstackFacet} from "../interfaces/IDstackFacet.sol";
+import {IAppBootGate, IClusterMember} from "../interfaces/IClusterMember.sol";
 import {IAttestFacet} from "../interfaces/IAttestFacet.sol";
+import {IAttestor} from "../interfaces/IAttestor.sol";
 import {LibBinding} from "../libraries/LibBinding.sol";
 
 /// @title ClusterMember — one per node (DESIGN §3.7)
@@ -20,16 +20,19 @@ import {LibBinding} from "../libraries/LibBinding.sol";
 /// either by {ClusterMemberFactory} (`initialize`) or by upgrading a stock dstack app proxy
 /// ("path A", `reinitializeFromDstackApp`). Upgrades are authorised by the cluster owner.
 ///
-/// Validation never touches storage outside this account (only `cluster` and `owner` in its own
-/// namespace) and calls no other contract, so it stays within the ERC-7562 rules for unstaked
-/// accounts.
+/// Validation never touches storage outside this account (only `cluster`, `owner` and the
+/// bootstrap rule in its own namespace) and calls no other contract, so it stays within the
+/// ERC-7562 rules for unstaked accounts.
 ///
 /// Bootstrap (no owner yet): the one acceptable user operation is
-/// `execute(cluster, 0, dstack_register(proof, address(this), x, wg, ed))`, signed (EIP-191 over
-/// the userOp hash) by the same key that produced `proof.bindingSignature` over
-/// `LibBinding.bindHash(cluster, address(this), x, wg, ed)`. The rest of the proof (the KMS chain)
-/// is verified by the cluster's DstackFacet when the call executes, which then installs that key
-/// as this account's owner through {setOwnerFromCluster}.
+/// `execute(cluster, 0, register(proof, address(this), x, wg, ed))`, where `register` is the
+/// cluster's attestor's registration function (dstack: `dstack_register`), signed (EIP-191 over the
+/// userOp hash) by the same key that produced the proof's binding signature over
+/// `LibBinding.bindHash(cluster, address(this), x, wg, ed)`. The member knows no attestation method:
+/// when it binds it asks the cluster ({IAttestor-bootstrapRule}) for the registration selector and
+/// the binding signature's field in the proof tuple, and keeps both in its own storage. The rest of
+/// the proof is verified by the cluster's attestor facet when the call executes, which then installs
+/// that key as this account's owner through {setOwnerFromCluster}.
 contract ClusterMember is IClusterMember, IAccount, Initializable, UUPSUpgradeable {
     /// @dev Initializable version both binding paths move to. A factory member goes 0 → 2 in
     /// `initialize`; a stock dstack app (initialised at version 1) goes 1 → 2 in
@@ -43,6 +46,10 @@ contract ClusterMember is IClusterMember, IAccount, Initializable, UUPSUpgradeab
     struct ClusterMemberStorage {
         address cluster;
         address owner;
+        // ---- appended: the cluster's bootstrap rule, read at bind time (IAttestor.bootstrapRule).
+        // Zero selector: the cluster gave none, so no bootstrap op validates.
+        bytes4 registerSelector;
+        uint8 bindingSignatureField;
     }
 
     /// @dev keccak256(abi.encode(uint256(keccak256("attestmesh.storage.ClusterMember")) - 1)) & ~bytes32(uint256(0xff))
@@ -90,7 +97,22 @@ contract ClusterMember is IClusterMember, IAccount, Initializable, UUPSUpgradeab
         if (cluster_ == address(0)) revert ZeroAddress();
         ClusterMemberStorage storage $ = _s();
         $.cluster = cluster_;
+        ($.registerSelector, $.bindingSignatureField) = _readBootstrapRule(cluster_);
         emit ClusterBound(cluster_);
+    }
+
+    /// @dev Reads the cluster's bootstrap rule once, here and not in validation (ERC-7562 forbids an
+    /// unstaked account reading the cluster's storage then). A cluster that does not answer, or
+    /// answers malformed data, leaves the rule zero: the member is bound but can never bootstrap.
+    /// Deploying a member through a userOp's initCode therefore reads the cluster during
+    /// validation, which ERC-7562 allows only a staked factory; AttestMesh deploys members with a
+    /// plain transaction.
+    function _readBootstrapRule(address cluster_) private view returns (bytes4 selector, uint8 field) {
+        (bool ok, bytes memory ret) = cluster_.staticcall(abi.encodeCall(IAttestor.bootstrapRule, ()));
+        if (!ok || ret.length != 64) return (bytes4(0), 0);
+        (bytes32 selWord, uint256 fieldWord) = abi.decode(ret, (bytes32, uint256));
+        if (uint256(selWord) << 32 != 0 || fieldWord > type(uint8).max) return (bytes4(0), 0);
+        return (bytes4(selWord), uint8(fieldWord));
     }
 
     /// @inheritdoc IClusterMember
@@ -151,18 +173,27 @@ contract ClusterMember is IClusterMember, IAccount, Initializable, UUPSUpgradeab
         view
     {
         // An unbound account (the implementation itself, or a proxy nobody initialised) has no
-        // cluster to register with; without this, `execute(address(0), 0, dstack_register(...))`
+        // cluster to register with; without this, `execute(address(0), 0, register(...))`
         // signed by any key would validate on it.
         if (cluster_ == address(0)) revert InvalidBootstrapCall();
-        address bindingSigner = _bindingSigner(cluster_, _registerArgs(cluster_, userOp.callData));
+        ClusterMemberStorage storage $ = _s();
+        bytes4 selector = $.registerSelector;
+        if (selector == bytes4(0)) revert InvalidBootstrapCall();
+        address bindingSigner = _bindingSigner(
+            cluster_, _registerArgs(cluster_, selector, userOp.callData), $.bindingSignatureField
+        );
         if (bindingSigner == address(0) || _recover(userOpHash, userOp.signature) != bindingSigner) {
             revert InvalidBootstrapCall();
         }
     }
 
-    /// @dev Checks `cd` is `execute(cluster_, 0, dstack_register(...))` and returns the ABI-encoded
-    /// arguments of dstack_register.
-    function _registerArgs(address cluster_, bytes calldata cd) private pure returns (bytes calldata reg) {
+    /// @dev Checks `cd` is `execute(cluster_, 0, register(...))`, `register` being the selector of
+    /// the cluster's bootstrap rule, and returns the ABI-encoded arguments of the inner call.
+    function _registerArgs(address cluster_, bytes4 selector, bytes calldata cd)
+        private
+        pure
+        returns (bytes calldata reg)
+    {
         if (cd.length < 4 || bytes4(cd[:4]) != IClusterMember.execute.selector) {
             revert InvalidBootstrapCall();
         }
@@ -172,16 +203,21 @@ contract ClusterMember is IClusterMember, IAccount, Initializable, UUPSUpgradeab
         if (_word(args, 0) != uint256(uint160(cluster_))) revert InvalidBootstrapCall();
         if (_word(args, 32) != 0) revert InvalidBootstrapCall();
         bytes calldata inner = _bytesAt(args, _word(args, 64));
-        if (inner.length < 4 || bytes4(inner[:4]) != IDstackFacet.dstack_register.selector) {
+        if (inner.length < 4 || bytes4(inner[:4]) != selector) {
             revert InvalidBootstrapCall();
         }
         reg = inner[4:];
     }
 
-    /// @dev From dstack_register's arguments: checks memberContract == this and returns the
-    /// signer of the proof's binding signature over this member's bind hash (0 if unrecoverable).
-    function _bindingSigner(address cluster_, bytes calldata reg) private view returns (address) {
-        // dstack_register(DstackProof proof, address memberContract, bytes32 x, bytes32 wg, bytes32 ed)
+    /// @dev From the registration arguments (the IAttestor convention): checks memberContract ==
+    /// this and returns the signer of the proof's binding signature over this member's bind hash
+    /// (0 if unrecoverable).
+    function _bindingSigner(address cluster_, bytes calldata reg, uint8 bindingSignatureField)
+        private
+        view
+        returns (address)
+    {
+        // register(P proof, address memberContract, bytes32 x, bytes32 wg, bytes32 ed)
         if (_word(reg, 32) != uint256(uint160(address(this)))) revert InvalidBootstrapCall();
         bytes32 bindHash = LibBinding.bindHash(
             cluster_,
@@ -190,12 +226,12 @@ contract ClusterMember is IClusterMember, IAccount, Initializable, UUPSUpgradeab
             bytes32(_word(reg, 96)),
             bytes32(_word(reg, 128))
         );
-        // DstackProof is a dynamic tuple of six dynamic fields; its sixth head word is the offset
-        // (relative to the tuple) of bindingSignature.
+        // The proof is a dynamic tuple; head word `bindingSignatureField` is the offset (relative
+        // to the tuple) of the binding signature (dstack: DstackProof.bindingSignature, field 5).
         uint256 proofStart = _word(reg, 0);
         if (proofStart > reg.length) revert InvalidBootstrapCall();
         bytes calldata proof = reg[proofStart:];
-        return _recover(bindHash, _bytesAt(proof, _word(proof, 5 * 32)));
+        return _recover(bindHash, _bytesAt(proof, _word(proof, uint256(bindingSignatureField) * 32)));
     }
 
     /// @dev EIP-191 recovery that never reverts; address(0) on any failure.
@@ -224,14 +260,14 @@ contract ClusterMember is IClusterMember, IAccount, Initializable, UUPSUpgradeab
     // ---------------------------------------------------------------------------------------------
 
     /// @inheritdoc IClusterMember
-    /// @dev This contract is the node's dstack app id, so the KMS asks it; the cluster's
-    /// DstackFacet answers.
+    /// @dev This contract is the node's dstack app id, so the KMS asks it; the cluster's boot
+    /// gate (DstackFacet) answers.
     function isAppAllowed(AppBootInfo calldata bootInfo)
         external
         view
         returns (bool isAllowed, string memory reason)
     {
-        return IDstackFacet(_s().cluster).isAppAllowed(bootInfo);
+        return IAppBootGate(_s().cluster).isAppAllowed(bootInfo);
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -246,6 +282,12 @@ contract ClusterMember is IClusterMember, IAccount, Initializable, UUPSUpgradeab
     /// @inheritdoc IClusterMember
     function owner() external view returns (address) {
         return _s().owner;
+    }
+
+    /// @inheritdoc IClusterMember
+    function bootstrapRule() external view returns (bytes4 registerSelector, uint8 bindingSignatureField) {
+        ClusterMemberStorage storage $ = _s();
+        return ($.registerSelector, $.bindingSignatureField);
     }
 
     /// @inheritdoc IClusterMember

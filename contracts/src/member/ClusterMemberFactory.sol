@@ -18,7 +18,9 @@ import {ClusterMember} from "./ClusterMember.sol";
 /// (cluster, salt) — the result is the same member bound to the same cluster, so front-running a
 /// deployment changes nothing. The deployer is deliberately not part of the salt, so a member can
 /// also be created through a userOp's `initCode` (`factory ‖ deployMember(cluster, salt)`), where
-/// the caller is the EntryPoint's SenderCreator.
+/// the caller is the EntryPoint's SenderCreator. Binding reads the cluster's bootstrap rule
+/// (ClusterMember._readBootstrapRule), so under ERC-7562 that path needs a staked factory; AttestMesh
+/// deploys members with a plain transaction.
 contract ClusterMemberFactory is IClusterMemberFactory {
     /// @inheritdoc IClusterMemberFactory
     address public immutable implementation;

@@ -175,6 +175,36 @@ contract AttestFacetTest is ClusterFixture {
         a._addMember(r);
     }
 
+    // ------------------------------------------------------------------ _setWgKey
+
+    /// @dev The rotation entry point is as closed as _addMember: only a sibling facet (NetworkFacet)
+    /// reaches it, so no outsider rewrites a member's key.
+    function test_revert_setWgKey_external() public {
+        _two();
+        bytes32 k = bytes32(uint256(0x2a));
+        vm.prank(m1);
+        vm.expectRevert(IAttestFacet.OnlyDiamond.selector);
+        a._setWgKey(id1, k);
+        vm.prank(clusterOwner);
+        vm.expectRevert(IAttestFacet.OnlyDiamond.selector);
+        a._setWgKey(id1, k);
+        vm.expectRevert(IAttestFacet.OnlyDiamond.selector);
+        attestFacet._setWgKey(id1, k);
+        assertEq(a.memberById(id1).wgPubKey, memberKeys("first").wgPubKey);
+    }
+
+    function test_setWgKey_viaSelfCall() public {
+        _two();
+        bytes32 k = bytes32(uint256(0x2a));
+        vm.prank(cluster);
+        a._setWgKey(id1, k);
+        assertEq(a.memberById(id1).wgPubKey, k);
+        assertEq(a.memberIdOfWgKey(k), id1);
+        vm.prank(cluster);
+        vm.expectRevert(IAttestFacet.UnknownMember.selector);
+        a._setWgKey(keccak256("nobody"), bytes32(uint256(0x2b)));
+    }
+
     // ------------------------------------------------------------------ CSK commitment
 
     function test_setCskCommitment_originator() public {

@@ -131,7 +131,7 @@ contract DiamondTest is ClusterFixture {
             }
             total += got.length;
         }
-        assertEq(total, 51);
+        assertEq(total, 54);
         assertEq(loupe.facetAddress(0x12345678), address(0));
         assertEq(loupe.facetFunctionSelectors(address(0xdead)).length, 0);
     }
@@ -239,7 +239,7 @@ contract DiamondTest is ClusterFixture {
             ""
         );
         bytes4[] memory rest = loupe.facetFunctionSelectors(address(attestFacet));
-        assertEq(rest.length, 14);
+        assertEq(rest.length, 16);
         for (uint256 j; j < rest.length; ++j) {
             assertTrue(rest[j] != IAttestFacet.memberCount.selector);
             assertEq(loupe.facetAddress(rest[j]), address(attestFacet));

@@ -114,8 +114,9 @@ contract DstackRegisterTest is ClusterFixture {
         bytes32 appSeed,
         bytes32 ownerSeed,
         bytes32 x,
-        bytes32 wg
+        bytes32 wgSeed
     ) public {
+        bytes32 wg = DstackChain.wgKeyFrom(wgSeed);
         uint256 root = DstackChain.toPrivateKey(kmsSeed);
         vm.prank(clusterOwner);
         IDstackFacet(cluster).addAllowedKmsRoot(vm.addr(root));

@@ -7,6 +7,7 @@ import {IMessageFacet} from "../../src/interfaces/IMessageFacet.sol";
 import {INetworkFacet} from "../../src/interfaces/INetworkFacet.sol";
 import {NetworkFacet} from "../../src/facets/NetworkFacet.sol";
 import {ClusterFixture} from "../utils/ClusterFixture.sol";
+import {DstackChain} from "../utils/DstackChain.sol";
 
 /// @notice MessageFacet (§3.3) and NetworkFacet (§3.4).
 contract MessageNetworkTest is ClusterFixture {
@@ -168,7 +169,7 @@ contract MessageNetworkTest is ClusterFixture {
     }
 
     function test_publishWgKey() public {
-        bytes32 k = keccak256("rotated wg key");
+        bytes32 k = DstackChain.wgKeyFrom(keccak256("rotated wg key"));
         vm.roll(777);
         vm.expectEmit(true, false, false, true, cluster);
         emit INetworkFacet.WgKeyPublished(aliceId, k);

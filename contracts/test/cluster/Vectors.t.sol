@@ -15,6 +15,7 @@ import {LibDiamond} from "../../src/libraries/LibDiamond.sol";
 import {LibDstackStorage} from "../../src/libraries/LibDstackStorage.sol";
 import {LibMessageStorage} from "../../src/libraries/LibMessageStorage.sol";
 import {LibNetworkStorage} from "../../src/libraries/LibNetworkStorage.sol";
+import {LibWgKey} from "../../src/libraries/LibWgKey.sol";
 import {Secp256k1} from "../../src/libraries/Secp256k1.sol";
 import {ClusterFixture} from "../utils/ClusterFixture.sol";
 import {DstackChain} from "../utils/DstackChain.sol";
@@ -102,6 +103,29 @@ contract VectorsTest is ClusterFixture {
         }
     }
 
+    // ------------------------------------------------------------------ WireGuard keys
+
+    /// @dev Small-order and canonical-encoding verdicts from spec/vectors/wg_keys.json (computed
+    /// with a Montgomery ladder in the generator), both in LibWgKey and through publishWgKey.
+    function test_vectors_wgKeys() public {
+        (address member, bytes32 id,) = deployAndRegister("vectors");
+        string memory json = _json("wg_keys.json");
+        uint256 n = _count(json, "cases");
+        assertGt(n, 0);
+        for (uint256 i; i < n; ++i) {
+            bytes32 key = vm.parseJsonBytes32(json, _key("cases", i, "key"));
+            bool lowOrder = vm.parseJsonBool(json, _key("cases", i, "low_order"));
+            bool canonical = vm.parseJsonBool(json, _key("cases", i, "canonical"));
+            assertEq(LibWgKey.isLowOrder(key), lowOrder, vm.toString(key));
+            assertEq(LibWgKey.isCanonical(key), canonical, vm.toString(key));
+            if (lowOrder) vm.expectRevert(IAttestFacet.WgKeyLowOrder.selector);
+            else if (!canonical) vm.expectRevert(IAttestFacet.WgKeyNotCanonical.selector);
+            vm.prank(member);
+            INetworkFacet(cluster).publishWgKey(key);
+            if (!lowOrder && canonical) assertEq(INetworkFacet(cluster).wgPubKeyOf(id), key);
+        }
+    }
+
     // ------------------------------------------------------------------ binding hashes
 
     function test_vectors_bindingHashes() public view {
@@ -164,7 +188,7 @@ contract VectorsTest is ClusterFixture {
     /// @dev The selector the compiled interfaces give for a signature in the vector file.
     function _selectorOf(string memory sig) internal pure returns (bool, bytes4) {
         bytes32 h = keccak256(bytes(sig));
-        bytes4[37] memory sels = [
+        bytes4[40] memory sels = [
             IDstackFacet.dstack_register.selector,
             IMessageFacet.send.selector,
             IMessageFacet.sendOwnerCommand.selector,
@@ -201,9 +225,12 @@ contract VectorsTest is ClusterFixture {
             IDstackFacet.BindingMismatch.selector,
             IDstackFacet.InvalidPubKeyLength.selector,
             IDstackFacet.PointNotOnCurve.selector,
-            IClusterMember.InvalidBootstrapCall.selector
+            IClusterMember.InvalidBootstrapCall.selector,
+            IAttestFacet.WgKeyInUse.selector,
+            IAttestFacet.WgKeyLowOrder.selector,
+            IAttestFacet.WgKeyNotCanonical.selector
         ];
-        string[37] memory sigs = [
+        string[40] memory sigs = [
             "dstack_register((bytes,bytes,bytes,bytes,string,bytes),address,bytes32,bytes32,bytes32)",
             "send(bytes32,bytes32,bytes)",
             "sendOwnerCommand(bytes32,bytes32,bytes)",
@@ -240,7 +267,10 @@ contract VectorsTest is ClusterFixture {
             "BindingMismatch()",
             "InvalidPubKeyLength()",
             "PointNotOnCurve()",
-            "InvalidBootstrapCall()"
+            "InvalidBootstrapCall()",
+            "WgKeyInUse()",
+            "WgKeyLowOrder()",
+            "WgKeyNotCanonical()"
         ];
         for (uint256 i; i < sigs.length; ++i) {
             if (keccak256(bytes(sigs[i])) == h) return (true, sels[i]);

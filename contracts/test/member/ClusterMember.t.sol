@@ -13,6 +13,7 @@ import {ClusterMember} from "../../src/member/ClusterMember.sol";
 import {ClusterMemberFactory} from "../../src/member/ClusterMemberFactory.sol";
 import {SponsorPaymaster} from "../../src/paymaster/SponsorPaymaster.sol";
 import {IClusterMember, IClusterMemberFactory} from "../../src/interfaces/IClusterMember.sol";
+import {IAttestor} from "../../src/interfaces/IAttestor.sol";
 import {IDstackFacet} from "../../src/interfaces/IDstackFacet.sol";
 import {IAttestFacet} from "../../src/interfaces/IAttestFacet.sol";
 import {DstackProof} from "../../src/interfaces/ClusterTypes.sol";
@@ -59,6 +60,13 @@ contract ClusterMemberTest is EntryPointDeployer {
 
     function setUp() public {
         _deployEntryPoint();
+        // The stand-in cluster answers the one thing a member asks at bind time: dstack's rule.
+        vm.etch(cluster, hex"00");
+        vm.mockCall(
+            cluster,
+            abi.encodeCall(IAttestor.bootstrapRule, ()),
+            abi.encode(IDstackFacet.dstack_register.selector, uint8(5))
+        );
         factory = new ClusterMemberFactory(address(entryPoint));
         member = ClusterMember(payable(factory.deployMember(cluster, bytes32("node-1"))));
         target = new ExecTarget();
@@ -140,11 +148,13 @@ contract ClusterMemberTest is EntryPointDeployer {
             vm.load(address(member), expected), bytes32(uint256(uint160(cluster))), "cluster at slot + 0"
         );
         _setOwner(nodeKey);
-        assertEq(
-            vm.load(address(member), bytes32(uint256(expected) + 1)),
-            bytes32(uint256(uint160(nodeKey))),
-            "owner at slot + 1"
-        );
+        // slot + 1: owner (bytes 0..19 from the right), then the appended bootstrap rule packed
+        // into the same slot: registerSelector (bytes 20..23), bindingSignatureField (byte 24).
+        uint256 packed = uint256(vm.load(address(member), bytes32(uint256(expected) + 1)));
+        assertEq(address(uint160(packed)), nodeKey, "owner at slot + 1");
+        assertEq(bytes4(uint32(packed >> 160)), IDstackFacet.dstack_register.selector, "rule selector");
+        assertEq(uint8(packed >> 192), 5, "rule field");
+        assertEq(packed >> 200, 0, "nothing else in slot + 1");
     }
 
     function test_implementation_isLockedAndBoundToEntryPoint() public {

@@ -16,6 +16,9 @@ import {AppBootInfo, DstackProof} from "../../src/interfaces/ClusterTypes.sol";
 import {IClusterMember} from "../../src/interfaces/IClusterMember.sol";
 import {IDstackFacet} from "../../src/interfaces/IDstackFacet.sol";
 import {IAttestFacet} from "../../src/interfaces/IAttestFacet.sol";
+import {IAttestor} from "../../src/interfaces/IAttestor.sol";
+import {IDiamondCut} from "../../src/diamond/IDiamondCut.sol";
+import {VoucherAttestorFacet} from "../utils/VoucherAttestorFacet.sol";
 import {IMessageFacet} from "../../src/interfaces/IMessageFacet.sol";
 
 /// @notice ClusterMember against a real cluster (diamond + facets from the cluster factory) and a
@@ -235,6 +238,134 @@ contract ClusterMemberClusterTest is ClusterFixture, EntryPointDeployer {
             abi.encodeCall(
                 IDstackFacet.dstack_register,
                 (buildProof(other, member, k), member, k.xPubKey, k.wgPubKey, k.edPubKey)
+            )
+        );
+        PackedUserOperation memory op = _sponsoredOp(member, cd, k.ownerKey);
+        _expectAA23InvalidBootstrap();
+        _handleOp(op);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Bootstrap rule: the member asks the cluster's attestor once, at bind time (DESIGN §3.6, §3.7)
+    // ---------------------------------------------------------------------------------------------
+
+    function test_bind_readsTheClustersBootstrapRule() public {
+        address member = newMember(cluster, "node-a");
+        (bytes4 sel, uint8 field) = IClusterMember(member).bootstrapRule();
+        assertEq(sel, IDstackFacet.dstack_register.selector);
+        assertEq(field, 5, "DstackProof.bindingSignature");
+        (bytes4 clusterSel, uint8 clusterField) = IAttestor(cluster).bootstrapRule();
+        assertEq(clusterSel, sel);
+        assertEq(clusterField, field);
+    }
+
+    /// @dev A cluster whose attestor is another method (the test voucher attestor, cut in instead
+    /// of DstackFacet's registration): the same member contract bootstraps with that method's
+    /// registration function and rejects dstack_register, with no new member code.
+    function _voucherCluster() internal returns (address vc, uint256 voucherPk) {
+        address voucherKey;
+        (voucherKey, voucherPk) = makeAddrAndKey("voucher authority");
+        vc = _deployCluster(defaultClusterArgs(), bytes32(uint256(0xc0ffee)));
+        VoucherAttestorFacet voucher = new VoucherAttestorFacet(voucherKey);
+        IDiamondCut.FacetCut[] memory cuts = new IDiamondCut.FacetCut[](2);
+        bytes4[] memory removed = new bytes4[](2);
+        removed[0] = IDstackFacet.dstack_register.selector;
+        removed[1] = IAttestor.bootstrapRule.selector;
+        cuts[0] = IDiamondCut.FacetCut(address(0), IDiamondCut.FacetCutAction.Remove, removed);
+        bytes4[] memory added = new bytes4[](2);
+        added[0] = VoucherAttestorFacet.voucher_register.selector;
+        added[1] = IAttestor.bootstrapRule.selector;
+        cuts[1] = IDiamondCut.FacetCut(address(voucher), IDiamondCut.FacetCutAction.Add, added);
+        vm.prank(clusterOwner);
+        IDiamondCut(vc).diamondCut(cuts, address(0), "");
+    }
+
+    function _voucherRegisterCallData(
+        address vc,
+        address member,
+        uint256 voucherPk,
+        DstackChain.MemberKeys memory k
+    ) internal view returns (bytes memory) {
+        address owner_ = vm.addr(k.ownerKey);
+        VoucherAttestorFacet.VoucherProof memory proof = VoucherAttestorFacet.VoucherProof({
+            voucher: _personalSign(voucherPk, keccak256(abi.encode(vc, member, owner_))),
+            bindingSignature: DstackChain.bindingSignature(
+                k.ownerKey, vc, member, k.xPubKey, k.wgPubKey, k.edPubKey
+            ),
+            owner: owner_
+        });
+        return _executeCall(
+            vc,
+            0,
+            abi.encodeCall(
+                VoucherAttestorFacet.voucher_register, (proof, member, k.xPubKey, k.wgPubKey, k.edPubKey)
+            )
+        );
+    }
+
+    function test_bootstrap_otherAttestationMethod_acceptsItsSelectorRejectsDstackRegister() public {
+        (address vc, uint256 voucherPk) = _voucherCluster();
+        address member = newMember(vc, "voucher-node");
+        DstackChain.MemberKeys memory k = memberKeys("voucher-node");
+        (bytes4 sel, uint8 field) = IClusterMember(member).bootstrapRule();
+        assertEq(sel, VoucherAttestorFacet.voucher_register.selector);
+        assertEq(field, 1);
+
+        // dstack_register (a well-formed dstack bootstrap for this member) is not this cluster's rule.
+        bytes memory dstackCd = _executeCall(
+            vc,
+            0,
+            abi.encodeCall(
+                IDstackFacet.dstack_register,
+                (buildProof(vc, member, k), member, k.xPubKey, k.wgPubKey, k.edPubKey)
+            )
+        );
+        PackedUserOperation memory op = _sponsoredOp(member, dstackCd, k.ownerKey);
+        _expectAA23InvalidBootstrap();
+        _handleOp(op);
+
+        // A voucher registration signed by someone other than the binding signer is refused too.
+        DstackChain.MemberKeys memory thief = memberKeys("thief");
+        op = _sponsoredOp(member, _voucherRegisterCallData(vc, member, voucherPk, k), thief.ownerKey);
+        _expectAA23InvalidBootstrap();
+        _handleOp(op);
+
+        // The voucher method's own bootstrap op validates and registers the member.
+        op = _sponsoredOp(member, _voucherRegisterCallData(vc, member, voucherPk, k), k.ownerKey);
+        _handleOp(op);
+        assertTrue(IAttestFacet(vc).isClusterMember(member));
+        assertEq(
+            IAttestFacet(vc).memberOf(member).attestorId, keccak256("attestmesh.attestor.voucher.test.v1")
+        );
+        assertEq(IClusterMember(member).owner(), vm.addr(k.ownerKey));
+    }
+
+    /// @dev And the other way round: a member of a dstack cluster refuses the voucher shape.
+    function test_bootstrap_dstackCluster_rejectsOtherMethodsSelector() public {
+        (, uint256 voucherPk) = _voucherCluster();
+        address member = newMember(cluster, "node-a");
+        DstackChain.MemberKeys memory k = memberKeys("node-a");
+        PackedUserOperation memory op =
+            _sponsoredOp(member, _voucherRegisterCallData(cluster, member, voucherPk, k), k.ownerKey);
+        _expectAA23InvalidBootstrap();
+        _handleOp(op);
+    }
+
+    /// @dev A "cluster" that names no bootstrap rule (no code, or no IAttestor) binds a member that
+    /// can never bootstrap: fail closed.
+    function test_bind_clusterWithoutRule_neverBootstraps() public {
+        address nowhere = makeAddr("not a cluster");
+        address member = memberFactory.deployMember(nowhere, "node-a");
+        (bytes4 sel, uint8 field) = IClusterMember(member).bootstrapRule();
+        assertEq(sel, bytes4(0));
+        assertEq(field, 0);
+        DstackChain.MemberKeys memory k = memberKeys("node-a");
+        bytes memory cd = _executeCall(
+            nowhere,
+            0,
+            abi.encodeCall(
+                IDstackFacet.dstack_register,
+                (buildProof(nowhere, member, k), member, k.xPubKey, k.wgPubKey, k.edPubKey)
             )
         );
         PackedUserOperation memory op = _sponsoredOp(member, cd, k.ownerKey);

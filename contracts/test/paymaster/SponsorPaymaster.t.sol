@@ -25,6 +25,14 @@ contract CallRecorder {
     }
 }
 
+/// @dev A call target that burns every unit of gas it is given (then runs out), so an op spends
+/// its whole callGasLimit: the most a sponsor-signed op can cost.
+contract GasBurner {
+    function burn() external pure {
+        while (true) {}
+    }
+}
+
 contract SponsorPaymasterTest is EntryPointDeployer {
     SponsorPaymaster internal paymaster;
     ClusterMember internal member;
@@ -563,5 +571,138 @@ contract SponsorPaymasterTest is EntryPointDeployer {
         _expectFailedOp("AA25 invalid account nonce");
         _handleOp(op);
         assertEq(recorder.calls(), 1);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Attack: an EOA bundler with a sponsor-signed op (issue 11 hole 2)
+    // ---------------------------------------------------------------------------------------------
+
+    /// @dev What the EntryPoint may take from the deposit for `op` at most: every gas limit the
+    /// sponsor signed (account verification and call, paymaster verification and postOp,
+    /// preVerificationGas) at the signed maxFeePerGas.
+    function _signedBound(PackedUserOperation memory op) internal pure returns (uint256) {
+        uint256 verification = uint256(op.accountGasLimits) >> 128;
+        uint256 call = uint128(uint256(op.accountGasLimits));
+        bytes memory pmd = op.paymasterAndData;
+        uint256 pmGas;
+        assembly ("memory-safe") {
+            pmGas := mload(add(pmd, 52)) // bytes 20..51: pmVerificationGasLimit ‖ pmPostOpGasLimit
+        }
+        uint256 maxFee = uint128(uint256(op.gasFees));
+        return (verification + call + (pmGas >> 128) + uint128(pmGas) + op.preVerificationGas) * maxFee;
+    }
+
+    /// @dev `op` sponsored and signed by the member owner, calling a target that burns its whole
+    /// callGasLimit: the costliest thing the attacker can submit unchanged.
+    function _costliestSponsoredOp() internal returns (PackedUserOperation memory op) {
+        GasBurner burner = new GasBurner();
+        op = _userOp(address(member), _executeCall(address(burner), 0, abi.encodeCall(GasBurner.burn, ())));
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        _signUserOp(op, ownerPk);
+    }
+
+    function _handleOpAs(address attacker, address payable attackerBeneficiary, PackedUserOperation memory op)
+        internal
+    {
+        PackedUserOperation[] memory ops = new PackedUserOperation[](1);
+        ops[0] = op;
+        vm.prank(attacker, attacker);
+        entryPoint.handleOps(ops, attackerBeneficiary);
+    }
+
+    /// @dev (a) The attacker submits the signed op unchanged from its own EOA to its own
+    /// beneficiary, with a gas price and a base fee far above what the sponsor signed. The
+    /// EntryPoint charges min(maxFeePerGas, priority + basefee) per gas and never more gas than
+    /// the signed limits, so the deposit drops by at most the signed bound, and all of what it
+    /// drops goes to the attacker's beneficiary (what the operator's gas budget must cover).
+    function testAttack_bundlerTakesAtMostTheSignedBound() public {
+        address attacker = makeAddr("attacker bundler");
+        address payable loot = payable(makeAddr("attacker beneficiary"));
+        PackedUserOperation memory op = _costliestSponsoredOp();
+        uint256 bound = _signedBound(op);
+        assertEq(
+            bound,
+            (VERIFICATION_GAS + CALL_GAS + PM_VERIFICATION_GAS + PM_POST_OP_GAS + PRE_VERIFICATION_GAS)
+                * GAS_PRICE
+        );
+
+        vm.txGasPrice(10_000 gwei);
+        vm.fee(5_000 gwei);
+        uint256 before = paymaster.getDeposit();
+        _handleOpAs(attacker, loot, op);
+        uint256 drained = before - paymaster.getDeposit();
+
+        assertEq(entryPoint.getNonce(address(member), 0), 1, "the op was included (and failed inside)");
+        assertLe(drained, bound, "never more than the signed bound");
+        assertGt(drained, bound / 2, "the op really spent its call gas: the bound is not vacuous");
+        assertEq(loot.balance, drained, "everything drained went to the attacker's beneficiary");
+        emit log_named_uint("signed bound (wei)", bound);
+        emit log_named_uint("deposit drop (wei)", drained);
+
+        // The same op once more: the nonce is spent, nothing moves.
+        before = paymaster.getDeposit();
+        _expectFailedOp("AA25 invalid account nonce");
+        _handleOpAs(attacker, loot, op);
+        assertEq(paymaster.getDeposit(), before);
+    }
+
+    /// @dev (b) The attacker (here even holding the member's owner key, so the account signature
+    /// stays valid) raises one gas field or fee of the signed op at a time: the sponsor signature
+    /// no longer matches (AA34) and the deposit does not move.
+    function testAttack_bundlerRaisesSignedGasOrFee_AA34() public {
+        address attacker = makeAddr("attacker bundler");
+        address payable loot = payable(makeAddr("attacker beneficiary"));
+        PackedUserOperation memory signed = _costliestSponsoredOp();
+        vm.txGasPrice(10_000 gwei);
+        vm.fee(5_000 gwei);
+        for (uint256 f; f < 7; ++f) {
+            PackedUserOperation memory op = _copy(signed);
+            uint256 v = uint256(op.accountGasLimits) >> 128;
+            uint256 c = uint128(uint256(op.accountGasLimits));
+            uint256 prio = uint256(op.gasFees) >> 128;
+            uint256 maxFee = uint128(uint256(op.gasFees));
+            if (f == 0) op.accountGasLimits = _packGas(uint128(v * 10), uint128(c));
+            if (f == 1) op.accountGasLimits = _packGas(uint128(v), uint128(c * 10));
+            if (f == 2) _setPaymasterGas(op, PM_VERIFICATION_GAS * 10, PM_POST_OP_GAS);
+            if (f == 3) _setPaymasterGas(op, PM_VERIFICATION_GAS, 1_000_000);
+            if (f == 4) op.preVerificationGas *= 10;
+            if (f == 5) op.gasFees = _packGas(uint128(prio), uint128(maxFee * 1000));
+            if (f == 6) op.gasFees = _packGas(uint128(prio * 1000), uint128(maxFee * 1000));
+            _signUserOp(op, ownerPk);
+
+            uint256 before = paymaster.getDeposit();
+            _expectFailedOp("AA34 signature error");
+            _handleOpAs(attacker, loot, op);
+            assertEq(paymaster.getDeposit(), before, vm.toString(f));
+            assertEq(loot.balance, 0, vm.toString(f));
+        }
+        assertEq(entryPoint.getNonce(address(member), 0), 0, "no variant was included");
+    }
+
+    function _copy(PackedUserOperation memory op) internal pure returns (PackedUserOperation memory o) {
+        o = PackedUserOperation({
+            sender: op.sender,
+            nonce: op.nonce,
+            initCode: op.initCode,
+            callData: op.callData,
+            accountGasLimits: op.accountGasLimits,
+            preVerificationGas: op.preVerificationGas,
+            gasFees: op.gasFees,
+            paymasterAndData: bytes.concat(op.paymasterAndData),
+            signature: op.signature
+        });
+    }
+
+    /// @dev Rewrites the paymaster gas words of paymasterAndData, keeping the sponsor signature.
+    function _setPaymasterGas(PackedUserOperation memory op, uint128 verification, uint128 postOp)
+        internal
+        pure
+    {
+        bytes memory pmd = op.paymasterAndData;
+        bytes32 word = bytes32((uint256(verification) << 128) | postOp);
+        assembly ("memory-safe") {
+            mstore(add(pmd, 52), word)
+        }
     }
 }

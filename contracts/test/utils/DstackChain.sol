@@ -33,8 +33,15 @@ library DstackChain {
         k.appKey = toPrivateKey(keccak256(abi.encodePacked("attestmesh.test.app-key:", label)));
         k.ownerKey = toPrivateKey(keccak256(abi.encodePacked("attestmesh.test.owner-key:", label)));
         k.xPubKey = keccak256(abi.encodePacked("attestmesh.test.x25519:", label));
-        k.wgPubKey = keccak256(abi.encodePacked("attestmesh.test.wireguard:", label));
+        k.wgPubKey = wgKeyFrom(keccak256(abi.encodePacked("attestmesh.test.wireguard:", label)));
         k.edPubKey = keccak256(abi.encodePacked("attestmesh.test.ed25519:", label));
+    }
+
+    /// @notice Maps any 32 bytes onto a WireGuard key the cluster accepts: canonical (bit 255 clear,
+    /// below 2^255 - 19) and never small order. Byte 31 (the top byte of the little-endian u) is
+    /// forced into 0x20..0x3f, which no small-order encoding has.
+    function wgKeyFrom(bytes32 seed) internal pure returns (bytes32) {
+        return (seed & ~bytes32(uint256(0xe0))) | bytes32(uint256(0x20));
     }
 
     /// @notice Maps any 32 bytes onto a valid private key in [1, N-1].

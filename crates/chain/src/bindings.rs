@@ -160,6 +160,13 @@ sol! {
         error OnlyDiamond();
         error NotClusterOwner();
         error NotPendingClusterOwner();
+        /// Another member holds this WireGuard key (registration or publishWgKey).
+        error WgKeyInUse();
+        /// A small-order X25519 point, in any encoding.
+        error WgKeyLowOrder();
+        /// Not the canonical X25519 encoding (bit 255 set, or u >= 2^255 - 19).
+        error WgKeyNotCanonical();
+        function memberIdOfWgKey(bytes32 wgPubKey) external view returns (bytes32);
         function setCskCommitment(bytes32 commitment) external;
         function cskCommitment() external view returns (bytes32);
         function listMembers() external view returns (MemberRecord[] memory);

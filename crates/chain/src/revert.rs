@@ -94,6 +94,9 @@ const KNOWN: &[([u8; 4], &str)] = known_errors![
     IAttestWrite::OnlyDiamond,
     IAttestWrite::NotClusterOwner,
     IAttestWrite::NotPendingClusterOwner,
+    IAttestWrite::WgKeyInUse,
+    IAttestWrite::WgKeyLowOrder,
+    IAttestWrite::WgKeyNotCanonical,
     IDstackFacet::NotOurMember,
     IDstackFacet::InvalidSigChain,
     IDstackFacet::BindingMismatch,
@@ -248,6 +251,8 @@ mod tests {
     fn decodes_custom_string_panic_and_entry_point_errors() {
         let dup = IMessageFacet::DuplicateEnvelope {}.abi_encode();
         assert_eq!(decode(&dup).name(), Some("DuplicateEnvelope"));
+        let in_use = IAttestWrite::WgKeyInUse {}.abi_encode();
+        assert_eq!(decode(&in_use).name(), Some("WgKeyInUse"));
         let msg = [ERROR_STRING.as_slice(), &"nope".to_string().abi_encode()].concat();
         assert_eq!(decode(&msg), ContractError::Message("nope".into()));
         let panic = [PANIC.as_slice(), &U256::from(0x11).abi_encode()].concat();
