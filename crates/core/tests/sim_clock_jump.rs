@@ -38,6 +38,28 @@ fn accepted_again_everywhere(s: &Sim, victim: usize, before: &[usize]) -> bool {
             .all(|j| now[j] > before[j])
 }
 
+/// A converged `n`-node cluster with fine-grained polling.
+fn converged(n: usize, seed: u64) -> Sim {
+    let mut s = Sim::new(n, seed, I, T0);
+    s.start_polling(100);
+    s.run_until_pred(T0 + 10 * I, 10, |s| s.cluster_converged())
+        .expect("converges before any clock jump");
+    s
+}
+
+/// Runs until every peer accepted a new heartbeat of `victim` and counts it live; returns how
+/// long that took. `what` names the situation in the failure message.
+fn time_until_accepted_again(s: &mut Sim, victim: usize, what: &str) -> u64 {
+    let from = s.now;
+    let before = accepted_counts(s, victim);
+    let t = s
+        .run_until_pred(from + 20 * I, 10, |s| {
+            accepted_again_everywhere(s, victim, &before)
+        })
+        .unwrap_or_else(|| panic!("{what}: not accepted again at every peer within 20 intervals"));
+    t - from
+}
+
 /// No receiver accepted the same packet twice, and per (receiver, sender) the accepted `seq`s
 /// strictly increase: nothing accepted was a replay. (Receivers never restart in these tests.)
 fn no_replay_accepted(s: &Sim) {
@@ -63,10 +85,7 @@ fn no_replay_accepted(s: &Sim) {
 
 #[test]
 fn attack_sender_clock_jump_forward_and_back_does_not_lock_it_out() {
-    let mut s = Sim::new(5, 21, I, T0);
-    s.start_polling(100);
-    s.run_until_pred(T0 + 10 * I, 10, |s| s.cluster_converged())
-        .expect("converges before the jump");
+    let mut s = converged(5, 21);
     s.run_until(s.now + 3 * I);
     let victim = 1;
 
@@ -83,28 +102,20 @@ fn attack_sender_clock_jump_forward_and_back_does_not_lock_it_out() {
 
     // Back to the right time: live again everywhere within 2 intervals (+ delivery delay).
     s.nodes[victim].clock_offset_ms = 0;
-    let back = s.now;
-    let before = accepted_counts(&s, victim);
-    let t = s
-        .run_until_pred(back + 20 * I, 10, |s| {
-            accepted_again_everywhere(s, victim, &before)
-        })
-        .expect("live again at every peer after its clock came back");
-    assert!(t - back <= 2 * I + 100, "took {} ms", t - back);
+    let took = time_until_accepted_again(&mut s, victim, "clock back");
+    assert!(took <= 2 * I + 100, "took {took} ms");
 
     // What it accepted meanwhile must not strand it: it now restarts without saved state (its
     // `seq` starts over from its clock) and must again be live everywhere within 2 intervals.
     s.run_until(s.now + 3 * I);
-    let restart = s.now;
     s.kill(victim);
     s.restart(victim, 100);
-    let before = accepted_counts(&s, victim);
-    let t = s
-        .run_until_pred(restart + 20 * I, 10, |s| {
-            accepted_again_everywhere(s, victim, &before)
-        })
-        .expect("a restart after the jump must not be refused as a replay for hours");
-    assert!(t - restart <= 2 * I + 200, "took {} ms", t - restart);
+    let took = time_until_accepted_again(
+        &mut s,
+        victim,
+        "a restart after the jump must not be refused as a replay for hours",
+    );
+    assert!(took <= 2 * I + 200, "took {took} ms");
     s.run_until_pred(s.now + 10 * I, 10, |s| s.cluster_converged())
         .expect("the whole cluster re-converges");
 
@@ -140,10 +151,7 @@ fn attack_sender_clock_jump_forward_and_back_does_not_lock_it_out() {
 
 #[test]
 fn sender_restart_while_clock_is_ahead_then_corrected_recovers() {
-    let mut s = Sim::new(4, 22, I, T0);
-    s.start_polling(100);
-    s.run_until_pred(T0 + 10 * I, 10, |s| s.cluster_converged())
-        .unwrap();
+    let mut s = converged(4, 22);
     let victim = 2;
     // The clock jumps ahead, the node crashes and restarts with the wrong clock, then the clock
     // is corrected while it keeps running.
@@ -153,23 +161,14 @@ fn sender_restart_while_clock_is_ahead_then_corrected_recovers() {
     s.restart(victim, 50);
     s.run_until(s.now + 6 * I);
     s.nodes[victim].clock_offset_ms = 0;
-    let back = s.now;
-    let before = accepted_counts(&s, victim);
-    let t = s
-        .run_until_pred(back + 20 * I, 10, |s| {
-            accepted_again_everywhere(s, victim, &before)
-        })
-        .expect("live again once its clock is right");
-    assert!(t - back <= 2 * I + 100, "took {} ms", t - back);
+    let took = time_until_accepted_again(&mut s, victim, "clock corrected");
+    assert!(took <= 2 * I + 100, "took {took} ms");
     no_replay_accepted(&s);
 }
 
 #[test]
 fn receiver_clock_jump_forward_and_back_recovers() {
-    let mut s = Sim::new(4, 23, I, T0);
-    s.start_polling(100);
-    s.run_until_pred(T0 + 10 * I, 10, |s| s.cluster_converged())
-        .unwrap();
+    let mut s = converged(4, 23);
     let rx = 0;
     s.nodes[rx].clock_offset_ms = HOURS_3;
     s.run_until(s.now + 6 * I);
