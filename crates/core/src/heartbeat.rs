@@ -28,6 +28,12 @@ pub const SIGNING_DOMAIN: &[u8] = b"attestmesh.heartbeat.v1";
 pub const SIGNED_LEN: usize = 4 + 1 + 32 + 8 + 8 + 4 + 32;
 /// Total packet size; constant so the wire cost does not grow with the cluster.
 pub const HEARTBEAT_LEN: usize = SIGNED_LEN + 64;
+/// How far `seq` may run ahead of the packet's own `unix_ms`: a valid heartbeat has
+/// `unix_ms ≤ seq ≤ unix_ms + MAX_SEQ_LEAD_MS`. A protocol constant, not a setting, because the
+/// sender's clamp and every receiver's check must agree whatever interval each node runs with.
+/// It equals the floor of the receivers' freshness window (`liveness::Config::max_skew_ms`),
+/// so together the two bound any accepted `seq` to the receiver's clock ± two windows.
+pub const MAX_SEQ_LEAD_MS: u64 = 30_000;
 
 /// Why bytes are not a valid heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +62,13 @@ pub struct HeartbeatFields {
 }
 
 impl HeartbeatFields {
+    /// `unix_ms ≤ seq ≤ unix_ms + MAX_SEQ_LEAD_MS`: the sequence number is tied to the sender's
+    /// own (signed) clock reading, so no valid heartbeat can push a receiver's stored `seq` far
+    /// beyond real time and lock the sender out after its clock comes back (DESIGN §7).
+    pub fn seq_in_window(&self) -> bool {
+        self.seq >= self.unix_ms && self.seq - self.unix_ms <= MAX_SEQ_LEAD_MS
+    }
+
     /// The bytes the signature covers, in wire order.
     pub fn signed_bytes(&self) -> [u8; SIGNED_LEN] {
         let mut b = [0u8; SIGNED_LEN];

@@ -1,4 +1,4 @@
-//! Sans-IO protocol logic: ids, mesh IPs, encodings, sealed boxes, heartbeats, liveness, CSK, push format. No sockets, no clock.
+//! Sans-IO protocol logic: ids, mesh IPs, encodings, sealed boxes, message binding, heartbeats, liveness, CSK, push format. No sockets, no clock.
 //!
 //! Everything here is a pure function of its inputs so that the Rust and Solidity sides can be
 //! pinned to the same vectors in `spec/vectors/`.
@@ -11,6 +11,7 @@ pub mod ids;
 pub mod keys;
 pub mod liveness;
 pub mod mesh;
+pub mod message;
 pub mod push;
 pub mod sealed;
 pub mod secp;

@@ -9,22 +9,37 @@
 //! Membership, Ed25519 keys and mesh IPs come only from chain state ([`Liveness::set_members`]);
 //! nothing learned from a packet ever adds a peer (invariant 2).
 //!
-//! ## Sequence numbers across restarts
-//! The acceptance rule is strict: `seq` must exceed the last accepted one. A counter starting at 1
-//! would make every peer drop a restarted node until it had counted past its old value. Instead a
-//! node's `seq` is `max(previous + 1, now_ms)`: it tracks the sender's wall clock, so a restarted
-//! node (no persisted state) starts above anything it sent before and is accepted at once. The
-//! cost: if a node's clock is set back across a restart, peers drop it until its clock passes
-//! its old `seq` — a bounded stall, and the freshness window below bounds how far ahead a seq can
-//! have been. A replayed old packet stays below the stored `seq`, and after the *receiver* restarts
-//! (and forgets the stored `seq`) the freshness window still rejects it.
+//! ## Sequence numbers, restarts and clock jumps
+//! `seq` must exceed the last one accepted from that sender, and every heartbeat binds it to its
+//! own signed timestamp: `unix_ms ≤ seq ≤ unix_ms + MAX_SEQ_LEAD_MS`
+//! ([`HeartbeatFields::seq_in_window`]), while `unix_ms` must be within
+//! [`Config::max_skew_ms`] of the receiver's clock. So a stored `seq` is never more than one
+//! lead plus one window ahead of the receiver's clock, whatever the sender's clock did.
+//!
+//! The sender picks `seq = clamp(previous + 1, now, now + MAX_SEQ_LEAD_MS)`, and
+//! `now + MAX_SEQ_LEAD_MS` when it has no previous value (fresh start, nothing persisted):
+//! - it follows the wall clock, so a restarted node starts above anything it sent before with a
+//!   clock that did not go back, and is accepted at once;
+//! - after the clock jumps back by less than the lead, `previous + 1` still fits and nothing
+//!   stalls; after a bigger jump back, `seq` drops to `now + lead`, which is above anything a
+//!   peer accepted (those heartbeats carried a timestamp within the window of real time),
+//!   because a heartbeat sent while the clock was far ahead failed every peer's freshness check
+//!   and raised no stored `seq`;
+//! - at worst (a clock set back across the edge of the window), peers refuse it until its clock
+//!   passes the `seq` they hold: at most one lead plus one window, never hours.
+//!
+//! A replayed packet carries a `seq` at or below one already accepted and is refused; after the
+//! *receiver* restarts (and forgets the stored `seq`) the freshness window still refuses any
+//! capture older than the window.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use alloy_primitives::B256;
 
-use crate::heartbeat::{self, HEARTBEAT_LEN, HeartbeatError, HeartbeatFields, VerifiedHeartbeat};
+use crate::heartbeat::{
+    self, HEARTBEAT_LEN, HeartbeatError, HeartbeatFields, MAX_SEQ_LEAD_MS, VerifiedHeartbeat,
+};
 use crate::keys::Ed25519Secret;
 
 /// A peer is live iff a valid heartbeat arrived within this many intervals (plus
@@ -50,7 +65,7 @@ pub struct Config {
     /// consecutive losses are needed. Half an interval keeps detection within 3 intervals + 1.
     pub grace_ms: u64,
     /// Maximum |sender clock − receiver clock| accepted. Bounds replays after a receiver restart
-    /// and bounds how far a sender's `seq` can run ahead of real time.
+    /// and, with [`MAX_SEQ_LEAD_MS`], how far an accepted `seq` can run ahead of real time.
     pub max_skew_ms: u64,
 }
 
@@ -59,7 +74,7 @@ impl Config {
         Self {
             interval_ms,
             grace_ms: interval_ms / 2,
-            max_skew_ms: 30_000.max(interval_ms * 2 * LIVE_INTERVALS),
+            max_skew_ms: MAX_SEQ_LEAD_MS.max(interval_ms * 2 * LIVE_INTERVALS),
         }
     }
 
@@ -88,6 +103,10 @@ pub enum DropReason {
     BadSignature,
     #[error("heartbeat from {got}, but the sender's mesh IP is {expected}")]
     WrongSourceIp { expected: Ipv4Addr, got: Ipv4Addr },
+    #[error(
+        "seq {seq} is not within [unix_ms, unix_ms + {MAX_SEQ_LEAD_MS}] of its own timestamp {unix_ms}"
+    )]
+    SeqOutOfWindow { seq: u64, unix_ms: u64 },
     #[error("seq {got} is not above the last accepted {last} (replay or reorder)")]
     StaleSeq { last: u64, got: u64 },
     #[error("sender clock {sender_ms} ms is more than the allowed skew from ours {now_ms} ms")]
@@ -136,7 +155,8 @@ pub struct Liveness {
     key: Ed25519Secret,
     cfg: Config,
     peers: HashMap<B256, Peer>,
-    last_sent_seq: u64,
+    /// `None` until the first heartbeat of this process (nothing is persisted).
+    last_sent_seq: Option<u64>,
     /// Cached `(view_len, view_digest)` of the live set; `None` when the live set changed.
     own_view: Option<(u32, B256)>,
     pending: Vec<Event>,
@@ -151,7 +171,7 @@ impl Liveness {
             key,
             cfg,
             peers: HashMap::new(),
-            last_sent_seq: 0,
+            last_sent_seq: None,
             own_view: None,
             pending: Vec::new(),
             reported_converged: false,
@@ -264,6 +284,12 @@ impl Liveness {
                 now_ms,
             });
         }
+        if !f.seq_in_window() {
+            return Err(DropReason::SeqOutOfWindow {
+                seq: f.seq,
+                unix_ms: f.unix_ms,
+            });
+        }
         let peer = self
             .peers
             .get_mut(&f.sender)
@@ -336,10 +362,11 @@ impl Liveness {
             .min()
     }
 
-    /// The next heartbeat to send to every peer. `seq` follows the wall clock (see module docs).
+    /// The next heartbeat to send to every peer. `seq` follows the wall clock, never more than
+    /// [`MAX_SEQ_LEAD_MS`] ahead of it (see module docs).
     pub fn make_heartbeat(&mut self, now_ms: u64) -> [u8; HEARTBEAT_LEN] {
-        let seq = now_ms.max(self.last_sent_seq.saturating_add(1));
-        self.last_sent_seq = seq;
+        let seq = next_seq(self.last_sent_seq, now_ms);
+        self.last_sent_seq = Some(seq);
         let (view_len, view_digest) = self.own_view();
         HeartbeatFields {
             sender: self.self_id,
@@ -403,6 +430,15 @@ impl Liveness {
         let mut v: Vec<B256> = self.peers.keys().copied().collect();
         v.sort_unstable();
         v
+    }
+}
+
+/// `clamp(previous + 1, now, now + lead)`, or `now + lead` on a fresh start (module docs).
+fn next_seq(previous: Option<u64>, now_ms: u64) -> u64 {
+    let ceiling = now_ms.saturating_add(MAX_SEQ_LEAD_MS);
+    match previous {
+        None => ceiling,
+        Some(p) => p.saturating_add(1).clamp(now_ms, ceiling),
     }
 }
 
@@ -493,5 +529,29 @@ mod tests {
             Err(DropReason::NotMember(ida))
         );
         assert!(b.live_peers().is_empty());
+    }
+
+    #[test]
+    fn next_seq_follows_the_clock_within_the_lead() {
+        let t = 1_700_000_000_000;
+        let lead = MAX_SEQ_LEAD_MS;
+        // Fresh start: one lead ahead, so above anything sent before a restart.
+        assert_eq!(next_seq(None, t), t + lead);
+        // Normal running: the clock wins once it passes previous + 1.
+        assert_eq!(next_seq(Some(t - 5), t), t);
+        assert_eq!(next_seq(Some(t + lead - 2_000), t), t + lead - 1_999);
+        // Clock came back from hours ahead: clamped to one lead ahead, not hours.
+        assert_eq!(next_seq(Some(t + 3 * 3_600_000), t), t + lead);
+        // After a fresh start the lead decays by one interval per heartbeat minus 1 ms.
+        let mut seq = next_seq(None, t);
+        let mut now = t;
+        for _ in 0..20 {
+            now += 2_000;
+            let next = next_seq(Some(seq), now);
+            assert!(next > seq);
+            assert!(next >= now && next - now <= lead);
+            seq = next;
+        }
+        assert_eq!(seq, now, "caught up with the clock after 20 intervals");
     }
 }

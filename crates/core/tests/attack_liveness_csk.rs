@@ -113,6 +113,48 @@ fn replayed_heartbeat_is_dropped() {
     assert!(!l.is_live(&a.id));
 }
 
+/// Issue 11 hole 7: a sender whose clock jumped forward and back signs a heartbeat whose `seq`
+/// is hours ahead of its own (current, correct) timestamp. Accepting it would raise the stored
+/// `seq` so far that every later honest heartbeat of that sender looks like a replay: the sender
+/// is locked out at this peer until the peer restarts or hours pass.
+#[test]
+fn attack_heartbeat_seq_far_ahead_of_its_timestamp_is_refused() {
+    let (a, _, mut l) = setup();
+    l.on_heartbeat(T, a.info.mesh_ip, &hb(&a, &a.key, T, T))
+        .unwrap();
+    let three_hours = 3 * 3_600_000;
+    let ahead = hb(&a, &a.key, T + three_hours, T + 2000);
+    assert_eq!(
+        l.on_heartbeat(T + 2000, a.info.mesh_ip, &ahead),
+        Err(DropReason::SeqOutOfWindow {
+            seq: T + three_hours,
+            unix_ms: T + 2000
+        }),
+        "seq three hours ahead of the packet's own timestamp must be refused"
+    );
+    // Its honest heartbeats (seq from its clock, e.g. after a restart) keep it live.
+    for k in 2..6 {
+        let t = T + k * 2000;
+        assert_eq!(
+            l.on_heartbeat(t, a.info.mesh_ip, &hb(&a, &a.key, t, t)),
+            Ok(attestmesh_core::liveness::Accepted {
+                peer: a.id,
+                became_live: false
+            }),
+            "honest heartbeat at +{k} intervals"
+        );
+    }
+    // A seq below the packet's own timestamp is malformed too (seq never trails the clock).
+    let t = T + 12_000;
+    assert_eq!(
+        l.on_heartbeat(t, a.info.mesh_ip, &hb(&a, &a.key, t - 1, t)),
+        Err(DropReason::SeqOutOfWindow {
+            seq: t - 1,
+            unix_ms: t
+        })
+    );
+}
+
 #[test]
 fn replay_after_receiver_restart_is_dropped_by_freshness() {
     let (a, b, _) = setup();

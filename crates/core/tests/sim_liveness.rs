@@ -249,7 +249,8 @@ fn restarted_node_with_fresh_state_is_accepted_immediately() {
 
 #[test]
 fn restart_with_counter_seq_would_be_dropped() {
-    // Why seq follows the clock: a restarted sender counting from 1 is dropped as a replay.
+    // Why seq follows the clock: a restarted sender counting from 1 is dropped, since a seq is
+    // bound to its own timestamp (and would be below the stored one anyway).
     let mut s = Sim::new(2, 8, I, T0);
     s.run_until_pred(T0 + 10 * I, 10, |s| s.cluster_converged())
         .unwrap();
@@ -268,7 +269,7 @@ fn restart_with_counter_seq_would_be_dropped() {
     assert!(
         matches!(
             r,
-            Err(attestmesh_core::liveness::DropReason::StaleSeq { got: 1, .. })
+            Err(attestmesh_core::liveness::DropReason::SeqOutOfWindow { seq: 1, .. })
         ),
         "{r:?}"
     );

@@ -9,6 +9,7 @@ use attestmesh_core::binding::{MemberPubKeys, bind_hash, eth_signed_hash};
 use attestmesh_core::ids::{DSTACK_ATTESTOR_ID, member_id};
 use attestmesh_core::keys::{OwnerKey, X25519Secret};
 use attestmesh_core::mesh::MeshCidr;
+use attestmesh_core::message::{self, Envelope, FormatError};
 use attestmesh_core::{sealed, secp};
 use serde_json::Value;
 
@@ -132,5 +133,50 @@ fn sealed_boxes() {
         let sealed_box = sealed::seal_with_ephemeral(&r.public(), &msg, &esk).unwrap();
         assert_eq!(sealed_box, bytes(c, "sealed"), "{c}");
         assert_eq!(sealed::open(&r, &bytes(c, "sealed")).unwrap(), msg);
+    }
+}
+
+#[test]
+fn message_plaintexts() {
+    let v = load("message.json");
+    for c in cases(&v) {
+        let name = s(c, "name");
+        let rsk: [u8; 32] = bytes(c, "recipient_secret").try_into().unwrap();
+        let esk: [u8; 32] = bytes(c, "ephemeral_secret").try_into().unwrap();
+        let r = X25519Secret::from_seed(rsk);
+        assert_eq!(r.public(), b256(c, "recipient_public"), "{name}");
+        let env = Envelope {
+            cluster: addr(c, "cluster"),
+            sender: b256(c, "sender"),
+            recipient: b256(c, "recipient"),
+            envelope_id: b256(c, "envelope_id"),
+        };
+        let payload = bytes(c, "payload");
+        let plain = bytes(c, "plaintext");
+        assert_eq!(*message::encode(&env, &payload), plain, "{name}: layout");
+        assert_eq!(
+            message::decode(&plain).unwrap(),
+            (env, payload.as_slice()),
+            "{name}: decode"
+        );
+        let sealed_box = message::seal_with_ephemeral(&r.public(), &env, &payload, &esk).unwrap();
+        assert_eq!(sealed_box, bytes(c, "sealed"), "{name}: sealed");
+        assert_eq!(
+            message::open(&r, &env, &bytes(c, "sealed")).unwrap(),
+            payload,
+            "{name}: open"
+        );
+    }
+    let refused = v["refused"].as_array().unwrap();
+    assert!(!refused.is_empty());
+    for c in refused {
+        let name = s(c, "name");
+        let err = message::decode(&bytes(c, "plaintext")).unwrap_err();
+        let kind = match err {
+            FormatError::Unversioned => "unversioned",
+            FormatError::Version(_) => "version",
+            FormatError::TooShort(_) => "too_short",
+        };
+        assert_eq!(kind, s(c, "error"), "{name}: {err}");
     }
 }

@@ -19,19 +19,20 @@ use alloy_sol_types::SolCall as _;
 use attestmesh_chain::bindings::IMessageFacet;
 use attestmesh_core::keys::{SymmetricKey, X25519Secret};
 use attestmesh_core::mesh::MeshCidr;
-use attestmesh_core::sealed;
 use attestmesh_example_app::agent::{Agent, PeerInfo};
 use attestmesh_example_app::appkey::{APP_KEY_INFO, AppKey};
 use attestmesh_example_app::demo::{self, DemoConfig};
 use attestmesh_example_app::echo::{self, EchoError, EchoServer};
 use attestmesh_example_app::{AppError, MemberId, PeerSpec};
 use attestmesh_node::api::{self, AgentApi};
+use attestmesh_node::chainview::{MessageLog, open_message};
 use attestmesh_node::ports::{BoxFuture, MessageHistory, SubmitError, Submitted, Submitter};
 use attestmesh_node::state::{
     ClusterView, InboundMessage, MemberView, PeerLiveness, Phase, Shared,
 };
 
 const CSK: [u8; 32] = [9; 32];
+const CLUSTER: Address = Address::repeat_byte(0xc1);
 
 /// Everything "on chain": every message sent, and the nodes it can be delivered to.
 #[derive(Default)]
@@ -66,15 +67,18 @@ impl Submitter for NodeSubmitter {
                 .get(&call.recipientMemberId)
                 .map(|(s, x)| (Arc::clone(s), x.clone()))
                 .expect("recipient is a node");
-            let plaintext = sealed::open(&secret, &call.ciphertext).expect("sealed to B's key");
-            let msg = InboundMessage {
+            // The recipient's real receive path: open and check the binding to this event.
+            let log = MessageLog {
                 sender: self.sender,
+                recipient: call.recipientMemberId,
                 envelope_id: call.envelopeId,
-                plaintext,
+                ciphertext: call.ciphertext,
                 block_number: block,
                 tx_hash,
-                from_cluster_owner: false,
+                removed: false,
             };
+            let msg = open_message(&to, &secret, CLUSTER, None, &log)
+                .expect("sealed to the recipient's key and bound to this event");
             self.chain
                 .log
                 .lock()
@@ -188,7 +192,7 @@ fn make_healthy(node: &Node, members: &[MemberView], csk: [u8; 32]) {
     node.shared.set_me(node.view.clone());
     node.shared.set_cluster(
         ClusterView {
-            cluster: Address::repeat_byte(0xc1),
+            cluster: CLUSTER,
             cidr: MeshCidr::new(0x0a0d_0000, 16).unwrap(),
             members: members.to_vec(),
             commitment: SymmetricKey::from_bytes(csk).commitment(),

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256};
-use attestmesh_core::sealed;
+use attestmesh_core::message;
 use attestmesh_proto::agent as pb;
 use attestmesh_proto::agent::agent_server::{Agent, AgentServer};
 use tokio::net::UnixListener;
@@ -125,11 +125,9 @@ impl AgentApi {
                 req.plaintext.len()
             )));
         }
-        if self.shared.me().is_none() {
-            return Err(ApiError::FailedPrecondition(
-                "this node is not registered yet".into(),
-            ));
-        }
+        let me = self.shared.me().ok_or_else(|| {
+            ApiError::FailedPrecondition("this node is not registered yet".into())
+        })?;
         let cluster = self
             .shared
             .cluster()
@@ -141,15 +139,25 @@ impl AgentApi {
                 "recipient {recipient} is not a member in current chain state"
             ))
         })?;
-        let ciphertext = sealed::seal(&member.x_pub, &req.plaintext, &mut rand_core::OsRng)
-            .map_err(|e| {
-                ApiError::FailedPrecondition(format!(
-                    "recipient's on-chain x25519 key is unusable: {e}"
-                ))
-            })?;
         let mut envelope = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut envelope);
         let envelope_id = B256::from(envelope);
+        // Bound to the event it will be carried in (sender = our member id, which the chain
+        // derives from msg.sender), so nobody can re-send these bytes as their own (§3.3).
+        let bound = message::Envelope {
+            cluster: cluster.cluster,
+            sender: me.id,
+            recipient,
+            envelope_id,
+        };
+        let ciphertext =
+            message::seal(&member.x_pub, &bound, &req.plaintext, &mut rand_core::OsRng).map_err(
+                |e| {
+                    ApiError::FailedPrecondition(format!(
+                        "recipient's on-chain x25519 key is unusable: {e}"
+                    ))
+                },
+            )?;
         let call = send_calldata(recipient, envelope_id, ciphertext);
         let landed = self.submitter.submit(call).await.inspect_err(|e| {
             Metrics::inc(&self.shared.metrics.submissions_failed);

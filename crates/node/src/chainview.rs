@@ -16,6 +16,7 @@ use attestmesh_core::follower::BlockRef;
 use attestmesh_core::ids::member_id;
 use attestmesh_core::keys::X25519Secret;
 use attestmesh_core::mesh::MeshCidr;
+use attestmesh_core::message;
 use serde_json::{Value, json};
 
 use crate::ports::{BoxFuture, MessageHistory};
@@ -305,14 +306,23 @@ fn parse_message_log(l: &Value) -> Option<MessageLog> {
     })
 }
 
-/// Opens a message log addressed to us; `None` (counted) if it does not open.
+/// Opens a message log addressed to us in `cluster`; `None` (counted and logged) if it does not
+/// open, or opens but is not bound to this very event (a copied ciphertext re-sent by another
+/// member or the owner, another cluster's message, or an unversioned pre-binding plaintext).
 pub fn open_message(
     shared: &Shared,
     x25519: &X25519Secret,
+    cluster: Address,
     owner_id: Option<B256>,
     log: &MessageLog,
 ) -> Option<InboundMessage> {
-    match attestmesh_core::sealed::open(x25519, &log.ciphertext) {
+    let event = message::Envelope {
+        cluster,
+        sender: log.sender,
+        recipient: log.recipient,
+        envelope_id: log.envelope_id,
+    };
+    match message::open(x25519, &event, &log.ciphertext) {
         Ok(plaintext) => Some(InboundMessage {
             sender: log.sender,
             envelope_id: log.envelope_id,
@@ -321,6 +331,11 @@ pub fn open_message(
             tx_hash: log.tx_hash,
             from_cluster_owner: Some(log.sender) == owner_id,
         }),
+        Err(e) if e.is_misbound() => {
+            Metrics::inc(&shared.metrics.messages_misbound);
+            tracing::warn!(sender = %log.sender, envelope = %log.envelope_id, tx = %log.tx_hash, error = %e, "message to us refused: not bound to the event that carried it");
+            None
+        }
         Err(e) => {
             Metrics::inc(&shared.metrics.messages_undecryptable);
             tracing::warn!(sender = %log.sender, envelope = %log.envelope_id, error = %e, "message to us does not open");
@@ -358,7 +373,9 @@ impl MessageHistory for ChainHistory {
             Ok(logs
                 .iter()
                 .filter(|l| !l.removed)
-                .filter_map(|l| open_message(&self.shared, &self.x25519, owner, l))
+                .filter_map(|l| {
+                    open_message(&self.shared, &self.x25519, self.reader.cluster(), owner, l)
+                })
                 .collect())
         })
     }

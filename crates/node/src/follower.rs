@@ -310,7 +310,13 @@ impl Follower {
                 if self.seen.contains(&key) {
                     continue;
                 }
-                if let Some(msg) = open_message(&self.shared, &self.x25519, owner.flatten(), log) {
+                if let Some(msg) = open_message(
+                    &self.shared,
+                    &self.x25519,
+                    self.reader.cluster(),
+                    owner.flatten(),
+                    log,
+                ) {
                     self.seen.insert(key);
                     tracing::info!(sender = %msg.sender, envelope = %msg.envelope_id, block = msg.block_number, "message received");
                     self.shared.deliver(msg);

@@ -252,7 +252,7 @@ pub fn metrics(shared: &Shared) -> String {
         "Last block processed by the chain follower.",
         s.chain_head,
     );
-    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 15] = [
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 16] = [
         (
             "attestmesh_heartbeats_sent_total",
             "Heartbeats sent.",
@@ -292,6 +292,11 @@ pub fn metrics(shared: &Shared) -> String {
             "attestmesh_messages_undecryptable_total",
             "Messages addressed to us that failed to open.",
             &m.messages_undecryptable,
+        ),
+        (
+            "attestmesh_messages_misbound_total",
+            "Messages to us that opened but were not bound to their event (re-sent copy, other cluster, unversioned), dropped.",
+            &m.messages_misbound,
         ),
         (
             "attestmesh_messages_sent_total",

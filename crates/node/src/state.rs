@@ -189,6 +189,8 @@ pub struct Metrics {
     pub reorgs: AtomicU64,
     pub messages_delivered: AtomicU64,
     pub messages_undecryptable: AtomicU64,
+    /// Opened but not bound to their event (re-sent copies, unversioned plaintexts): dropped.
+    pub messages_misbound: AtomicU64,
     pub messages_sent: AtomicU64,
     pub submissions_failed: AtomicU64,
     pub csk_bogus_answers: AtomicU64,

@@ -12,8 +12,9 @@ use alloy_sol_types::SolCall as _;
 use attestmesh_chain::bindings::IMessageFacet;
 use attestmesh_core::keys::{SymmetricKey, X25519Secret};
 use attestmesh_core::mesh::MeshCidr;
-use attestmesh_core::sealed;
+use attestmesh_core::message;
 use attestmesh_node::api::{self, AgentApi};
+use attestmesh_node::chainview::{MessageLog, open_message, owner_sender_id};
 use attestmesh_node::ports::{BoxFuture, MessageHistory, SubmitError, Submitted, Submitter};
 use attestmesh_node::state::{
     ClusterView, InboundMessage, MemberView, PeerEvent, PeerEventKind, PeerLiveness, Phase, Shared,
@@ -332,7 +333,17 @@ async fn send_message_seals_to_the_on_chain_key_and_submits() {
     assert_eq!(call.envelopeId.to_vec(), resp.envelope_id);
     // Invariant 8: no plaintext on chain; only B's on-chain key opens it.
     assert!(!call.ciphertext.windows(7).any(|w| w == b"hello B"));
-    assert_eq!(sealed::open(&f.x_b, &call.ciphertext).unwrap(), b"hello B");
+    // Bound to the event it travels in: this cluster, sender A (member 1), recipient, envelope.
+    let bound = message::Envelope {
+        cluster: Address::repeat_byte(0xc1),
+        sender: B256::repeat_byte(1),
+        recipient: B256::repeat_byte(2),
+        envelope_id: call.envelopeId,
+    };
+    assert_eq!(
+        message::open(&f.x_b, &bound, &call.ciphertext).unwrap(),
+        b"hello B"
+    );
 
     // Submission failures map to their codes.
     *f.chain.fail.lock().unwrap() = Some(SubmitError::Unavailable("bundler down".into()));
@@ -437,5 +448,86 @@ async fn peer_events_stream() {
         ]
     );
     drop(events);
+    f.stop().await;
+}
+
+/// Issue 11 hole 8: a `MessageSent` ciphertext is public. Member C (or the cluster owner through
+/// `sendOwnerCommand`) copies the box A sent to B and sends the same bytes to B under a new
+/// envelope id. B's receive path must never deliver it — not as from C (the event's sender),
+/// and not as from A either (it is not the envelope A sent).
+#[tokio::test]
+async fn attack_resent_ciphertext_is_not_delivered_as_from_the_resender() {
+    let f = fixture(vec![]).await;
+    let mut c = client(f.path.clone()).await;
+    f.register();
+    // A (this fixture's node, member 1) sends to B through the real SendMessage path.
+    let resp = c
+        .send_message(pb::SendMessageRequest {
+            recipient_member_id: vec![2; 32],
+            plaintext: b"transfer 100 to A".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let calls = f.chain.calls.lock().unwrap().clone();
+    let call = IMessageFacet::sendCall::abi_decode(&calls[0]).unwrap();
+    let (a, b) = (B256::repeat_byte(1), B256::repeat_byte(2));
+    let cluster = Address::repeat_byte(0xc1);
+    let owner = owner_sender_id(Address::repeat_byte(0x0e));
+    let log = |sender: B256, envelope_id: B256| MessageLog {
+        sender,
+        recipient: b,
+        envelope_id,
+        ciphertext: call.ciphertext.clone(),
+        block_number: 50,
+        tx_hash: B256::repeat_byte(0x50),
+        removed: false,
+    };
+    // B's side: its own view of the same cluster.
+    let b_shared = Shared::new();
+    b_shared.set_me(member(2, &f.x_b));
+
+    // The genuine event is delivered, attributed to A.
+    let honest = open_message(
+        &b_shared,
+        &f.x_b,
+        cluster,
+        Some(owner),
+        &log(a, B256::from_slice(&resp.envelope_id)),
+    )
+    .expect("A's own message is delivered");
+    assert_eq!(honest.sender, a);
+    assert_eq!(honest.plaintext, b"transfer 100 to A");
+
+    for (who, sender) in [
+        ("member C", B256::repeat_byte(3)),
+        ("the owner", owner),
+        ("A", a),
+    ] {
+        let resent = log(sender, B256::repeat_byte(0xee));
+        assert_eq!(
+            open_message(&b_shared, &f.x_b, cluster, Some(owner), &resent),
+            None,
+            "the box re-sent by {who} under a new envelope must not be delivered"
+        );
+    }
+    // Nor in another cluster with the same member ids.
+    assert_eq!(
+        open_message(
+            &b_shared,
+            &f.x_b,
+            Address::repeat_byte(0xc2),
+            Some(owner),
+            &log(a, B256::from_slice(&resp.envelope_id))
+        ),
+        None
+    );
+    assert_eq!(
+        b_shared
+            .metrics
+            .messages_misbound
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
     f.stop().await;
 }

@@ -157,15 +157,24 @@ async fn a_verified_indexer_push_delivers_a_message_long_before_the_next_poll() 
     // ride on a regular poll either.
     for i in 0..2u8 {
         let text = format!("owner command {i}");
-        let sealed = attestmesh_core::sealed::seal(
+        // An owner command is bound like any message: the sender is the owner's sender id.
+        let envelope_id = B256::repeat_byte(0x40 + i);
+        let bound = attestmesh_core::message::Envelope {
+            cluster: s.cluster,
+            sender: owner_sender_id(s.owner),
+            recipient: my_id,
+            envelope_id,
+        };
+        let sealed = attestmesh_core::message::seal(
             &keys.x25519.public(),
+            &bound,
             text.as_bytes(),
             &mut rand_core::OsRng,
         )
         .unwrap();
         let call = IOwnerCommand::sendOwnerCommandCall {
             recipientMemberId: my_id,
-            envelopeId: B256::repeat_byte(0x40 + i),
+            envelopeId: envelope_id,
             ciphertext: sealed.into(),
         };
         let receipt = s

@@ -72,6 +72,8 @@ pub struct Node {
     pub ident: Identity,
     pub liveness: Liveness,
     pub alive: bool,
+    /// This node's wall clock minus simulated real time: a clock that jumps is a change here.
+    pub clock_offset_ms: i64,
     /// Bumped on kill/restart so stale scheduled ticks of an old incarnation are ignored.
     epoch: u64,
 }
@@ -98,6 +100,8 @@ pub struct Sim {
     pub events: Vec<(u64, usize, Event)>,
     pub drops: HashMap<String, u64>,
     pub accepted: u64,
+    /// `(real time, receiver, packet index)` of every accepted packet, when `record_events`.
+    pub accepted_log: Vec<(u64, usize, usize)>,
 }
 
 impl Sim {
@@ -113,6 +117,7 @@ impl Sim {
                 ident,
                 liveness,
                 alive: true,
+                clock_offset_ms: 0,
                 epoch: 0,
             });
         }
@@ -134,6 +139,7 @@ impl Sim {
             events: Vec::new(),
             drops: HashMap::new(),
             accepted: 0,
+            accepted_log: Vec::new(),
         };
         for i in 0..n {
             // Nodes boot at random offsets within one interval, as real agents do.
@@ -199,7 +205,8 @@ impl Sim {
                 }
                 self.poll_node(i);
                 let now = self.now;
-                let bytes = self.nodes[i].liveness.make_heartbeat(now);
+                let local = self.local_now(i);
+                let bytes = self.nodes[i].liveness.make_heartbeat(local);
                 let verified = if self.shared_verify {
                     Some(
                         heartbeat::decode_verified(&bytes, &self.nodes[i].ident.info.ed_pub)
@@ -240,15 +247,42 @@ impl Sim {
                     return;
                 }
                 let from_ip = self.nodes[self.packets[pkt].from].ident.info.mesh_ip;
-                let now = self.now;
+                let now = self.local_now(to);
                 let p = &self.packets[pkt];
                 let r = match &p.verified {
                     Some(v) => self.nodes[to].liveness.on_verified(now, from_ip, v),
                     None => self.nodes[to].liveness.on_heartbeat(now, from_ip, &p.bytes),
                 };
+                if r.is_ok() && self.record_events {
+                    self.accepted_log.push((self.now, to, pkt));
+                }
                 self.note(r.map(|_| ()));
             }
         }
+    }
+
+    /// Node `i`'s wall clock: simulated real time plus its offset.
+    pub fn local_now(&self, i: usize) -> u64 {
+        self.now
+            .saturating_add_signed(self.nodes[i].clock_offset_ms)
+    }
+
+    /// The bytes of every packet node `from` has sent, oldest first (for replay attacks).
+    pub fn sent_by(&self, from: usize) -> Vec<[u8; HEARTBEAT_LEN]> {
+        self.packets
+            .iter()
+            .filter(|p| p.from == from)
+            .map(|p| p.bytes)
+            .collect()
+    }
+
+    /// `(sender, packet bytes)` of every packet receiver `to` accepted, in acceptance order.
+    pub fn accepted_by(&self, to: usize) -> Vec<(usize, [u8; HEARTBEAT_LEN])> {
+        self.accepted_log
+            .iter()
+            .filter(|(_, t, _)| *t == to)
+            .map(|(_, _, p)| (self.packets[*p].from, self.packets[*p].bytes))
+            .collect()
     }
 
     fn note(&mut self, r: Result<(), DropReason>) {
@@ -263,7 +297,8 @@ impl Sim {
     }
 
     fn poll_node(&mut self, i: usize) {
-        let evs = self.nodes[i].liveness.poll(self.now);
+        let local = self.local_now(i);
+        let evs = self.nodes[i].liveness.poll(local);
         if self.record_events {
             for e in evs {
                 self.events.push((self.now, i, e));
@@ -287,7 +322,7 @@ impl Sim {
 
     /// Injects raw bytes at node `to` as if they arrived from `from_ip` (attacker traffic).
     pub fn inject(&mut self, to: usize, from_ip: Ipv4Addr, bytes: &[u8]) -> Result<(), DropReason> {
-        let now = self.now;
+        let now = self.local_now(to);
         self.nodes[to]
             .liveness
             .on_heartbeat(now, from_ip, bytes)
