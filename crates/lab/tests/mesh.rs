@@ -65,7 +65,7 @@ fn start(wrong: Option<(usize, usize)>) -> Option<Mesh> {
             "--iface".into(),
             format!("{}w{i}", lab.prefix),
             "--key".into(),
-            keys[i].to_base64(),
+            keys[i].to_base64().to_string(),
             "--addr".into(),
             format!("{}/24", mesh_ip(i)),
             "--host".into(),
