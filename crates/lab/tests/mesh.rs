@@ -244,10 +244,18 @@ fn a_partitioned_node_drops_out_and_recovers_by_itself() {
 /// idle TLS connections, most claiming node 0's name in ALPN and the rest random names, while
 /// node 0 keeps pinging node 1. Every ping during the flood must succeed, and every attacker
 /// connection must be closed by node 1 (evicted by the per-peer cap, or timed out unproven).
-/// The lab's fd limit (20000 here) covers 2,000 held connections twice over in the gateway.
+/// The gateway holds two sockets per attacker connection, so the fd limit is raised first (the
+/// lab's processes inherit it).
 #[test]
 fn attack_bridge_ingress_flood_keeps_the_real_peer_and_closes_the_attackers() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if attestmesh_lab::available() {
+        let fds = attestmesh_lab::raise_fd_limit(8192).unwrap();
+        assert!(
+            fds >= 8192,
+            "open-file hard limit {fds} is too low for the flood"
+        );
+    }
     // Short proof deadline so the test sees the unevicted remainder timed out within its hold.
     let Some(m) = start_with(None, &["--ingress-proof-timeout-secs", "4"]) else {
         return;
