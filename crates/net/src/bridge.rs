@@ -233,21 +233,28 @@ impl Bridge {
             indices,
             tasks,
         });
-        self.shared
+        let old = self
+            .shared
             .peers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(host.to_owned(), link);
+        if old.is_some() {
+            // Its ingress connections feed the old socket, which is no longer the device's
+            // endpoint for the peer: WireGuard would roam there and black-hole the replies.
+            drop(self.shared.admission().evict_peer(host));
+        }
         Ok(endpoint)
     }
 
-    /// Stops bridging to `host`.
+    /// Stops bridging to `host` and closes the ingress connections claiming it.
     pub fn remove_peer(&self, host: &str) {
         self.shared
             .peers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(host);
+        drop(self.shared.admission().evict_peer(host));
     }
 }
 

@@ -162,6 +162,20 @@ impl<H> Admission<H> {
             .collect()
     }
 
+    /// Evicts every connection claiming `peer` (the peer was removed or its link rebuilt, so
+    /// their frames would enter the device from a socket that is no longer its endpoint).
+    pub fn evict_peer(&mut self, peer: &str) -> Vec<H> {
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, e)| e.peer.as_deref() == Some(peer))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| self.conns.remove(&id).map(|e| e.handle))
+            .collect()
+    }
+
     /// Forgets a connection that ended; returns its handle if it was still registered.
     pub fn close(&mut self, id: ConnId) -> Option<H> {
         self.conns.remove(&id).map(|e| e.handle)
@@ -275,6 +289,24 @@ mod tests {
             b.prove(id);
         }
         assert_eq!(b.open(3).unwrap_err(), Full(2));
+    }
+
+    #[test]
+    fn evicting_a_peer_closes_only_its_connections() {
+        let mut a = Admission::new(limits(10, 4));
+        let (pa, _) = open(&mut a, 1, Some("a"));
+        a.prove(pa);
+        open(&mut a, 2, Some("a"));
+        let (pb, _) = open(&mut a, 3, Some("b"));
+        assert_eq!(a.evict_peer("a"), vec![1, 2]);
+        assert!(a.contains(pb));
+        assert_eq!(
+            a.counts(),
+            IngressCounts {
+                total: 1,
+                proven: 0
+            }
+        );
     }
 
     #[test]

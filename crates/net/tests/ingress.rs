@@ -274,3 +274,34 @@ async fn the_total_cap_evicts_the_oldest_unproven_and_unknown_names_are_refused(
         assert_eq!(gone, i < 2, "connection {i}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn re_adding_or_removing_a_peer_closes_its_ingress_connections() {
+    let r = rig(limits()).await;
+    device_announces(&r, INDEX).await;
+    let mut c = dial(&r, HOST_A).await.unwrap();
+    send(&mut c, &data(INDEX)).await;
+    eventually("proven", || r.bridge.ingress_counts() == counts(1, 1)).await;
+    // A rebuilt link has a new socket: the old connection must go, or its frames would make
+    // WireGuard roam the peer onto the dead socket.
+    let new_ep = r.bridge.add_peer(HOST_A).await.unwrap();
+    assert_ne!(new_ep, r.a_ep);
+    eventually("closed on re-add", || {
+        r.bridge.ingress_counts() == counts(0, 0)
+    })
+    .await;
+    assert!(closed(&mut c).await);
+    // The session indices survive the re-add, so the redial proves itself at once.
+    let mut c = dial(&r, HOST_A).await.unwrap();
+    send(&mut c, &data(INDEX)).await;
+    eventually("proven again", || r.bridge.ingress_counts() == counts(1, 1)).await;
+    let (_, from) = device_got(&r).await;
+    let (_, from2) = device_got(&r).await;
+    assert_eq!((from, from2), (r.a_ep, new_ep));
+    r.bridge.remove_peer(HOST_A);
+    eventually("closed on remove", || {
+        r.bridge.ingress_counts() == counts(0, 0)
+    })
+    .await;
+    assert!(closed(&mut c).await);
+}
