@@ -151,7 +151,7 @@ fn stock(lab: &mut Lab, keys: &[PrivateKey], cli: &str) -> Result<f64, String> {
             std::thread::sleep(Duration::from_millis(50));
         }
         let keyfile = dir.join(format!("{iface}.key"));
-        std::fs::write(&keyfile, keys[i].to_base64()).map_err(|e| e.to_string())?;
+        std::fs::write(&keyfile, keys[i].to_base64().as_bytes()).map_err(|e| e.to_string())?;
         let keypath = keyfile.to_string_lossy().into_owned();
         let peer = keys[j].public_key().to_string();
         let ep = format!("{}:51821", lab.nodes[j].addr);

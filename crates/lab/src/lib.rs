@@ -46,6 +46,21 @@ pub fn available() -> bool {
         && Command::new("ip").arg("-V").output().is_ok()
 }
 
+/// Raises this process's open-file soft limit to at least `want` (capped by the hard limit) and
+/// returns the limit now in force. Processes the lab spawns inherit it, so a test that makes the
+/// gateway hold thousands of connections calls this first.
+pub fn raise_fd_limit(want: u64) -> Result<u64, LabError> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let io = |e: nix::errno::Errno| LabError::Io(std::io::Error::from(e));
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io)?;
+    if soft >= want {
+        return Ok(soft);
+    }
+    let new = want.min(hard);
+    setrlimit(Resource::RLIMIT_NOFILE, new, hard).map_err(io)?;
+    Ok(new)
+}
+
 /// One node's place in the lab.
 #[derive(Debug, Clone)]
 pub struct LabNode {

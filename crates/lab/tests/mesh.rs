@@ -34,6 +34,11 @@ struct Mesh {
 /// Starts the gateway and three bridged nodes. `wrong` = (i, j): node i is given a random key for
 /// peer j instead of j's real key.
 fn start(wrong: Option<(usize, usize)>) -> Option<Mesh> {
+    start_with(wrong, &[])
+}
+
+/// [`start`] with extra `node` flags for every node.
+fn start_with(wrong: Option<(usize, usize)>, node_extra: &[&str]) -> Option<Mesh> {
     if !attestmesh_lab::available() {
         // CI sets this so a missing prerequisite fails the run instead of passing silently.
         assert!(
@@ -65,7 +70,7 @@ fn start(wrong: Option<(usize, usize)>) -> Option<Mesh> {
             "--iface".into(),
             format!("{}w{i}", lab.prefix),
             "--key".into(),
-            keys[i].to_base64(),
+            keys[i].to_base64().to_string(),
             "--addr".into(),
             format!("{}/24", mesh_ip(i)),
             "--host".into(),
@@ -73,6 +78,7 @@ fn start(wrong: Option<(usize, usize)>) -> Option<Mesh> {
             "--gateway".into(),
             format!("{}:443", lab.nodes[i].gw_addr),
         ];
+        args.extend(node_extra.iter().map(|a| a.to_string()));
         for j in (0..3).filter(|j| *j != i) {
             let pk: PublicKey = if wrong == Some((i, j)) {
                 PrivateKey::generate().public_key()
@@ -232,4 +238,99 @@ fn a_partitioned_node_drops_out_and_recovers_by_itself() {
             .is_some()
     );
     assert!(m.echo(2, 0, 1 << 20));
+}
+
+/// Issue 11 hole 4: an internet client floods node 1's bridge ingress through the gateway with
+/// idle TLS connections, most claiming node 0's name in ALPN and the rest random names, while
+/// node 0 keeps pinging node 1. Every ping during the flood must succeed, and every attacker
+/// connection must be closed by node 1 (evicted by the per-peer cap, or timed out unproven).
+/// The gateway holds two sockets per attacker connection, so the fd limit is raised first (the
+/// lab's processes inherit it).
+#[test]
+fn attack_bridge_ingress_flood_keeps_the_real_peer_and_closes_the_attackers() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if attestmesh_lab::available() {
+        let fds = attestmesh_lab::raise_fd_limit(8192).unwrap();
+        assert!(
+            fds >= 8192,
+            "open-file hard limit {fds} is too low for the flood"
+        );
+    }
+    // Short proof deadline so the test sees the unevicted remainder timed out within its hold.
+    let Some(m) = start_with(None, &["--ingress-proof-timeout-secs", "4"]) else {
+        return;
+    };
+    // Warm-up: the first handshake and the bridge's first path.
+    assert!(
+        m.lab
+            .ping_until(m.ns(0), mesh_ip(1), Duration::from_secs(20))
+            .is_some()
+    );
+    assert!(m.echo(0, 1, 64 << 10));
+    let gw = format!("{}:443", m.lab.nodes[1].gw_addr);
+    let flood = m.lab.command(
+        &m.lab.gw_ns,
+        &[
+            BIN,
+            "flood",
+            "--connect",
+            &gw,
+            "--sni",
+            &host(1),
+            "--claim",
+            &host(0),
+            "--claim-count",
+            "1600",
+            "--random-count",
+            "400",
+            "--hold-secs",
+            "15",
+        ],
+    );
+    let attacker = std::thread::spawn(move || {
+        let mut flood = flood;
+        flood.stdin(std::process::Stdio::null()).output()
+    });
+    let t0 = std::time::Instant::now();
+    let (mut pings, mut lost) = (0u32, Vec::new());
+    while !attacker.is_finished() {
+        pings += 1;
+        if !m.lab.ping(m.ns(0), mesh_ip(1)) {
+            lost.push(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = attacker.join().unwrap().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{report}{pings} pings during the flood, lost at {lost:?}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |k: &str| -> usize {
+        report
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    assert_eq!(field("attempted"), 2000, "{report}");
+    assert!(
+        pings >= 10,
+        "the flood ended too soon to mean anything: {report}"
+    );
+    assert!(
+        lost.is_empty(),
+        "{} of {pings} pings lost during the flood",
+        lost.len()
+    );
+    assert_eq!(
+        field("open"),
+        0,
+        "attacker connections still open after 15 s: {report}"
+    );
+    // The real path still carries bulk traffic both ways.
+    assert!(m.echo(0, 1, 1 << 20));
+    assert!(m.echo(1, 0, 1 << 20));
 }

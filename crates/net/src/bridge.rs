@@ -4,21 +4,29 @@
 //! What the device sends there is framed and written to the peer's egress stream (dialled through
 //! the gateway with SNI = the peer host). Frames arriving on our TLS ingress are injected into the
 //! device *from that same socket*, so WireGuard's endpoint roaming never points it elsewhere.
+//!
+//! The ingress is open to the internet, so it admits connections through [`crate::ingress`]
+//! (caps per claimed peer and in total, deadlines) and ranks them by [`crate::proof`]: the socket
+//! reader learns the session indices the device announces to each peer, and an ingress
+//! connection that echoes one is the peer's proven path, which no flood of claimants displaces.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use socket2::SockRef;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
 
 use crate::frame::{self, Decoder};
+use crate::ingress::{Admission, ConnId, IngressCounts, IngressLimits};
+use crate::proof::SessionIndices;
 use crate::tls::{self, TlsError};
 
 /// Default TLS ingress port (`WG_TCP_PORT`).
@@ -32,6 +40,7 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(4);
 /// (and redialled) instead of stalling in TCP retransmits.
 pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(8);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Egress TLS handshake limit (the ingress one is [`IngressLimits::handshake_timeout`]).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Datagrams queued per peer while its stream is (re)connecting; WireGuard retransmits the rest.
 const QUEUE: usize = 512;
@@ -64,6 +73,9 @@ pub enum BridgeError {
 
 struct PeerLink {
     udp: Arc<UdpSocket>,
+    /// Session indices the device announced to this peer; kept across a re-add of the host so
+    /// the peer's live session still proves its connections.
+    indices: Arc<SessionIndices>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -75,16 +87,28 @@ impl Drop for PeerLink {
     }
 }
 
+/// Dropping it (on eviction) closes the connection it belongs to.
+type CloseHandle = oneshot::Sender<()>;
+
 struct Shared {
     cfg: BridgeConfig,
     wg_addr: SocketAddr,
     peers: Mutex<HashMap<String, Arc<PeerLink>>>,
+    admission: Mutex<Admission<CloseHandle>>,
 }
 
 impl Shared {
-    fn peer_socket(&self, host: &str) -> Option<Arc<UdpSocket>> {
+    fn peer_socket(&self, host: &str) -> Option<(Arc<UdpSocket>, Arc<SessionIndices>)> {
         let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        peers.get(host).map(|p| Arc::clone(&p.udp))
+        peers
+            .get(host)
+            .map(|p| (Arc::clone(&p.udp), Arc::clone(&p.indices)))
+    }
+
+    fn admission(&self) -> MutexGuard<'_, Admission<CloseHandle>> {
+        self.admission
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -92,6 +116,7 @@ impl Shared {
 pub struct Bridge {
     shared: Arc<Shared>,
     ingress_addr: SocketAddr,
+    server: Arc<rustls::ServerConfig>,
     accept_task: JoinHandle<()>,
 }
 
@@ -103,12 +128,24 @@ impl Drop for Bridge {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        // Close every ingress connection too.
+        let mut admission = self.shared.admission();
+        *admission = Admission::new(admission.limits().clone());
     }
 }
 
 impl Bridge {
-    /// Binds the TLS ingress and starts accepting. Must run inside a Tokio runtime.
+    /// Binds the TLS ingress with the default [`IngressLimits`] and starts accepting. Must run
+    /// inside a Tokio runtime.
     pub async fn start(cfg: BridgeConfig) -> Result<Self, BridgeError> {
+        Self::start_with_limits(cfg, IngressLimits::default()).await
+    }
+
+    /// [`Bridge::start`] with explicit ingress limits.
+    pub async fn start_with_limits(
+        cfg: BridgeConfig,
+        limits: IngressLimits,
+    ) -> Result<Self, BridgeError> {
         let server = tls::server_config()?;
         let listener = TcpListener::bind(cfg.listen).await?;
         let ingress_addr = listener.local_addr()?;
@@ -116,14 +153,40 @@ impl Bridge {
             wg_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, cfg.wg_port)),
             cfg,
             peers: Mutex::new(HashMap::new()),
+            admission: Mutex::new(Admission::new(limits)),
         });
-        let accept_task = tokio::spawn(accept_loop(listener, server, Arc::clone(&shared)));
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&server),
+            Arc::clone(&shared),
+        ));
         tracing::info!(%ingress_addr, "bridge ingress listening");
         Ok(Self {
             shared,
             ingress_addr,
+            server,
             accept_task,
         })
+    }
+
+    /// Serves one already-accepted ingress stream exactly as the listener would (admission,
+    /// deadlines, proof). The listener uses it for every TCP connection; tests drive it with
+    /// in-memory streams.
+    pub fn accept_stream<S>(&self, io: S, from: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        tokio::spawn(serve_ingress(
+            io,
+            from,
+            Arc::clone(&self.server),
+            Arc::clone(&self.shared),
+        ));
+    }
+
+    /// How many ingress connections are held, and how many of them are proven.
+    pub fn ingress_counts(&self) -> IngressCounts {
+        self.shared.admission().counts()
     }
 
     /// Where the TLS ingress listens.
@@ -140,6 +203,11 @@ impl Bridge {
         let endpoint = udp.local_addr()?;
         let client = tls::client_config(tls::identity_alpn(&self.shared.cfg.local_host))?;
         let (tx, rx) = mpsc::channel(QUEUE);
+        let indices = self
+            .shared
+            .peer_socket(host)
+            .map(|(_, i)| i)
+            .unwrap_or_default();
         let target = match self.shared.cfg.gateway_connect {
             Some(addr) => Target::Addr(addr),
             None => Target::Host(host.to_owned(), self.shared.cfg.gateway_port),
@@ -148,6 +216,7 @@ impl Bridge {
             tokio::spawn(device_to_queue(
                 Arc::clone(&udp),
                 self.shared.wg_addr,
+                Arc::clone(&indices),
                 tx,
                 host.to_owned(),
             )),
@@ -159,22 +228,33 @@ impl Bridge {
                 host.to_owned(),
             )),
         ];
-        let link = Arc::new(PeerLink { udp, tasks });
-        self.shared
+        let link = Arc::new(PeerLink {
+            udp,
+            indices,
+            tasks,
+        });
+        let old = self
+            .shared
             .peers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(host.to_owned(), link);
+        if old.is_some() {
+            // Its ingress connections feed the old socket, which is no longer the device's
+            // endpoint for the peer: WireGuard would roam there and black-hole the replies.
+            drop(self.shared.admission().evict_peer(host));
+        }
         Ok(endpoint)
     }
 
-    /// Stops bridging to `host`.
+    /// Stops bridging to `host` and closes the ingress connections claiming it.
     pub fn remove_peer(&self, host: &str) {
         self.shared
             .peers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(host);
+        drop(self.shared.admission().evict_peer(host));
     }
 }
 
@@ -184,10 +264,12 @@ enum Target {
     Host(String, u16),
 }
 
-/// Reads what the device sends to this peer's socket and queues it for the egress stream.
+/// Reads what the device sends to this peer's socket, learns the session indices it announces
+/// and queues it for the egress stream.
 async fn device_to_queue(
     udp: Arc<UdpSocket>,
     wg_addr: SocketAddr,
+    indices: Arc<SessionIndices>,
     tx: mpsc::Sender<Vec<u8>>,
     host: String,
 ) {
@@ -206,6 +288,7 @@ async fn device_to_queue(
             tracing::debug!(%host, %from, "ignoring datagram not from the local device");
             continue;
         }
+        indices.learn(&buf[..n]);
         match tx.try_send(buf[..n].to_vec()) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -321,6 +404,10 @@ async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((tcp, from)) => {
+                tune(&tcp);
+                // Every way out of an ingress connection is an abort, so make the close a reset
+                // (RST): the sender learns at once and redials.
+                let _ = SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
                 tokio::spawn(serve_ingress(
                     tcp,
                     from,
@@ -336,65 +423,156 @@ async fn accept_loop(
     }
 }
 
-/// Why an ingress connection was reset.
+/// Why an ingress connection was closed.
 #[derive(Debug, thiserror::Error)]
 enum IngressError {
     #[error("tls: {0}")]
     Io(#[from] std::io::Error),
-    #[error("handshake timed out")]
-    Timeout,
+    #[error("no TLS handshake within the deadline")]
+    HandshakeTimeout,
     #[error("dialer named no known peer (alpn {0:?})")]
     UnknownPeer(Option<String>),
     #[error("bad frame: {0}")]
     Frame(#[from] frame::FrameError),
+    #[error("evicted by a newer connection (ingress caps)")]
+    Evicted,
+    #[error("refused: {0}")]
+    Full(#[from] crate::ingress::Full),
+    #[error("carried no traffic for the claimed peer's sessions within the deadline")]
+    Unproven,
+    #[error("{0} frames without one for the claimed peer's sessions")]
+    TooManyUnproven(u32),
+    #[error("idle for longer than the limit")]
+    Idle,
 }
 
-async fn serve_ingress(
-    tcp: TcpStream,
-    from: SocketAddr,
-    server: Arc<rustls::ServerConfig>,
-    shared: Arc<Shared>,
-) {
-    tune(&tcp);
-    // Every way out of this function is an abort, so make the close a reset (RST): the sender
-    // learns at once and redials.
-    let _ = SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
-    if let Err(e) = ingress(tcp, server, &shared).await {
-        tracing::warn!(%from, error = %e, "ingress connection dropped");
+impl IngressError {
+    /// Attack-shaped outcomes are expected under a flood; only log them at debug level.
+    fn is_noise(&self) -> bool {
+        matches!(
+            self,
+            Self::Evicted | Self::UnknownPeer(_) | Self::HandshakeTimeout | Self::Unproven
+        )
     }
 }
 
-async fn ingress(
-    tcp: TcpStream,
+/// Forgets the connection in the admission table however its task ends (return, abort, panic).
+struct Registered<'a> {
+    shared: &'a Shared,
+    id: ConnId,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let handle = self.shared.admission().close(self.id);
+        drop(handle);
+    }
+}
+
+async fn serve_ingress<S>(
+    io: S,
+    from: SocketAddr,
+    server: Arc<rustls::ServerConfig>,
+    shared: Arc<Shared>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (close, mut evicted) = oneshot::channel::<()>();
+    let opened = shared.admission().open(close);
+    let result = match opened {
+        Ok((id, others)) => {
+            drop(others);
+            let _registered = Registered {
+                shared: &shared,
+                id,
+            };
+            tokio::select! {
+                r = ingress(io, server, &shared, id) => r,
+                _ = &mut evicted => Err(IngressError::Evicted),
+            }
+        }
+        Err(full) => Err(full.into()),
+    };
+    match result {
+        Ok(()) => tracing::debug!(%from, "ingress connection closed by the peer"),
+        Err(e) if e.is_noise() => tracing::debug!(%from, error = %e, "ingress connection closed"),
+        Err(e) => tracing::warn!(%from, error = %e, "ingress connection dropped"),
+    }
+}
+
+async fn ingress<S>(
+    io: S,
     server: Arc<rustls::ServerConfig>,
     shared: &Shared,
-) -> Result<(), IngressError> {
-    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
-    let start = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor)
+    id: ConnId,
+) -> Result<(), IngressError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limits = shared.admission().limits().clone();
+    let handshake_deadline = Instant::now() + limits.handshake_timeout;
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = tokio::time::timeout_at(handshake_deadline, acceptor)
         .await
-        .map_err(|_| IngressError::Timeout)??;
+        .map_err(|_| IngressError::HandshakeTimeout)??;
     let host = start
         .client_hello()
         .alpn()
         .and_then(|mut it| it.find_map(tls::host_from_alpn).map(str::to_owned));
-    let udp = match host.as_deref().and_then(|h| shared.peer_socket(h)) {
-        Some(u) => u,
-        None => return Err(IngressError::UnknownPeer(host)),
+    let Some(((udp, indices), host)) = host
+        .as_deref()
+        .and_then(|h| shared.peer_socket(h))
+        .zip(host.clone())
+    else {
+        return Err(IngressError::UnknownPeer(host));
     };
-    let mut stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(server))
+    drop(shared.admission().claim(id, &host));
+    let mut stream = tokio::time::timeout_at(handshake_deadline, start.into_stream(server))
         .await
-        .map_err(|_| IngressError::Timeout)??;
+        .map_err(|_| IngressError::HandshakeTimeout)??;
+    let proof_deadline = Instant::now() + limits.proof_timeout;
+    let mut last_frame = Instant::now();
+    let mut proven = false;
+    let mut unproven_frames = 0u32;
     let mut dec = Decoder::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = stream.read(&mut buf).await?;
+        let idle_deadline = last_frame + limits.idle_timeout;
+        let (deadline, late) = if !proven && proof_deadline < idle_deadline {
+            (proof_deadline, IngressError::Unproven)
+        } else {
+            (idle_deadline, IngressError::Idle)
+        };
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(late),
+        };
         if n == 0 {
             return Ok(());
         }
         dec.push(&buf[..n]);
+        let mut any = false;
         while let Some(dg) = dec.next_frame()? {
-            // Waiting here (rather than dropping) pushes back on the TCP stream under load.
+            any = true;
+            if !proven {
+                if indices.proves(dg) {
+                    proven = true;
+                    drop(shared.admission().prove(id));
+                    tracing::debug!(%host, "ingress connection proven");
+                } else {
+                    unproven_frames += 1;
+                    if unproven_frames > limits.max_unproven_frames {
+                        return Err(IngressError::TooManyUnproven(unproven_frames));
+                    }
+                }
+            }
+            // Unproven frames are delivered too (a peer's handshake has to get through to prove
+            // anything); WireGuard authenticates them. Waiting here (rather than dropping)
+            // pushes back on the TCP stream under load.
             udp.send_to(dg, shared.wg_addr).await?;
+        }
+        if any {
+            last_frame = Instant::now();
         }
     }
 }

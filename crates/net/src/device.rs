@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use boringtun::device::{DeviceConfig, DeviceHandle};
 use futures_util::TryStreamExt as _;
 use rtnetlink::LinkUnspec;
+use zeroize::Zeroizing;
 
 use crate::keys::{PrivateKey, PublicKey};
 use crate::uapi::{self, DeviceStatus, UapiError};
@@ -146,12 +147,7 @@ impl WgDevice {
             listen_port: settings.listen_port,
         };
         // From here on, an error drops `dev`, which removes the half-built interface.
-        let body = format!(
-            "set=1\nprivate_key={}\nlisten_port={}\n\n",
-            settings.private_key.to_hex(),
-            settings.listen_port
-        );
-        uapi::request(&dev.sock, &body)?;
+        uapi::request(&dev.sock, &set_identity_body(&settings))?;
         configure_link(&settings).await?;
         tracing::info!(iface = %dev.name, address = %settings.address, "wireguard device up");
         Ok(dev)
@@ -230,6 +226,16 @@ impl Drop for WgDevice {
     }
 }
 
+/// The UAPI text that sets the private key and port. It holds the key's hex digits, so it is a
+/// zeroizing buffer sized up front (no reallocation leaves a copy behind).
+fn set_identity_body(settings: &DeviceSettings) -> Zeroizing<String> {
+    let mut body = Zeroizing::new(String::with_capacity(128));
+    body.push_str("set=1\nprivate_key=");
+    settings.private_key.write_hex(&mut body);
+    let _ = write!(body, "\nlisten_port={}\n\n", settings.listen_port);
+    body
+}
+
 async fn configure_link(settings: &DeviceSettings) -> Result<(), DeviceError> {
     let (conn, handle, _) = rtnetlink::new_connection()?;
     let task = tokio::spawn(conn);
@@ -270,6 +276,23 @@ async fn configure_link(settings: &DeviceSettings) -> Result<(), DeviceError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_body_is_zeroizing_and_exact() {
+        let key = PrivateKey::from_bytes([0xab; 32]);
+        let mut s = DeviceSettings::new(key, "10.0.0.1".parse().unwrap(), 24);
+        s.listen_port = 4242;
+        let body: Zeroizing<String> = set_identity_body(&s);
+        assert_eq!(
+            body.as_str(),
+            format!(
+                "set=1\nprivate_key={}\nlisten_port=4242\n\n",
+                "ab".repeat(32)
+            )
+        );
+        // Fits the reserved buffer, so building it never reallocated a copy of the key.
+        assert!(body.len() <= 128);
+    }
 
     #[test]
     fn names() {

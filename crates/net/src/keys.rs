@@ -6,6 +6,7 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use x25519_dalek::StaticSecret;
+use zeroize::Zeroizing;
 
 /// A key string that is not 32 bytes of standard base64.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -17,13 +18,20 @@ fn decode32(s: &str) -> Result<[u8; 32], KeyParseError> {
     bytes.try_into().map_err(|_| KeyParseError)
 }
 
-fn hex(bytes: &[u8; 32]) -> String {
+/// Lowercase hex into `out`, which is reserved up front so it never reallocates (a reallocation
+/// would leave a copy of a private key's digits behind in freed memory).
+fn hex_into(bytes: &[u8; 32], out: &mut String) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(64);
+    out.reserve(64);
     for b in bytes {
         out.push(char::from(DIGITS[usize::from(b >> 4)]));
         out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
+    let mut out = String::with_capacity(64);
+    hex_into(bytes, &mut out);
     out
 }
 
@@ -91,13 +99,21 @@ impl PrivateKey {
         PublicKey(x25519_dalek::PublicKey::from(&self.0).to_bytes())
     }
 
-    /// The `wg`-style base64 form, for handing to external tools in tests and the lab.
-    pub fn to_base64(&self) -> String {
-        STANDARD.encode(self.0.to_bytes())
+    /// The `wg`-style base64 form, for handing to external tools in tests and the lab. Zeroized
+    /// when dropped, like the key itself (invariant 6).
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        let bytes = Zeroizing::new(self.0.to_bytes());
+        let mut out = Zeroizing::new(String::with_capacity(44));
+        STANDARD.encode_string(*bytes, &mut out);
+        out
     }
 
-    pub(crate) fn to_hex(&self) -> String {
-        hex(&self.0.to_bytes())
+    /// Appends the hex form the UAPI `set` text needs to `out`. The caller's buffer must itself
+    /// be zeroizing, and reserved so appending does not reallocate; the raw bytes copied for the
+    /// encoding are wiped here.
+    pub(crate) fn write_hex(&self, out: &mut String) {
+        let bytes = Zeroizing::new(self.0.to_bytes());
+        hex_into(&bytes, out);
     }
 }
 
@@ -127,6 +143,20 @@ mod tests {
         let pk = sk.public_key();
         assert_eq!(pk.to_string().parse::<PublicKey>().unwrap(), pk);
         assert_eq!(PublicKey::from_hex(&pk.to_hex()).unwrap(), pk);
+    }
+
+    #[test]
+    fn private_key_text_forms_are_zeroizing() {
+        // The type is the guarantee: these buffers are wiped when dropped.
+        let sk = PrivateKey::from_bytes([7u8; 32]);
+        let b64: Zeroizing<String> = sk.to_base64();
+        assert_eq!(
+            b64.parse::<PrivateKey>().unwrap().public_key(),
+            sk.public_key()
+        );
+        let mut hex = Zeroizing::new(String::with_capacity(64));
+        sk.write_hex(&mut hex);
+        assert_eq!(hex.as_str(), "07".repeat(32));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use alloy_primitives::Address;
+use attestmesh_net::ingress::IngressLimits;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -62,6 +63,24 @@ pub struct NodeArgs {
     /// TLS ingress port of the WireGuard-over-TCP bridge.
     #[arg(long, env = "WG_TCP_PORT", default_value_t = 51900)]
     pub wg_tcp_port: u16,
+
+    /// Bridge ingress: connections held at once, all peers and TLS handshakes together (DESIGN
+    /// §6.3). Keep well under the fd limit.
+    #[arg(long, env = "WG_INGRESS_MAX_TOTAL", default_value_t = 512)]
+    pub wg_ingress_max_total: usize,
+
+    /// Bridge ingress: connections held at once per claimed peer name (one of them proven).
+    #[arg(long, env = "WG_INGRESS_MAX_PER_PEER", default_value_t = 4)]
+    pub wg_ingress_max_per_peer: usize,
+
+    /// Bridge ingress: seconds a connection has to carry traffic for one of the claimed peer's
+    /// WireGuard sessions before it is closed.
+    #[arg(long, env = "WG_INGRESS_PROOF_TIMEOUT_SECS", default_value_t = 40)]
+    pub wg_ingress_proof_timeout_secs: u64,
+
+    /// Bridge ingress: seconds without a frame after which any connection is closed.
+    #[arg(long, env = "WG_INGRESS_IDLE_TIMEOUT_SECS", default_value_t = 90)]
+    pub wg_ingress_idle_timeout_secs: u64,
 
     /// WireGuard UDP listen port.
     #[arg(long, env = "WG_LISTEN_PORT", default_value_t = 51821)]
@@ -145,6 +164,10 @@ pub const HEARTBEAT_INTERVAL_RANGE_MS: (u64, u64) = (100, 60_000);
 /// Poll interval bounds: below 100 ms hammers the RPC, above 10 minutes defeats "always poll".
 pub const POLL_INTERVAL_RANGE_MS: (u64, u64) = (100, 600_000);
 
+/// The bridge ingress's proof and idle deadlines must outlast WireGuard's 25 s persistent
+/// keepalive (plus slack), or an idle real peer that redials is cut off before it can speak.
+pub const MIN_INGRESS_TIMEOUT_SECS: u64 = 30;
+
 /// Default share of Indexer pushes spot-checked against the agent's own RPC.
 pub const DEFAULT_INDEXER_REPRO_SAMPLE_RATE: f64 = 0.05;
 
@@ -160,6 +183,7 @@ pub struct Config {
     pub gateway_domain: String,
     pub gateway_connect: Option<SocketAddr>,
     pub wg_tcp_port: u16,
+    pub wg_ingress: IngressLimits,
     pub wg_listen_port: u16,
     pub heartbeat_port: u16,
     pub heartbeat_interval: Duration,
@@ -318,6 +342,34 @@ impl NodeArgs {
                 ),
             ));
         }
+        if self.wg_ingress_max_total == 0 {
+            return Err(bad("WG_INGRESS_MAX_TOTAL", "must be at least 1"));
+        }
+        if self.wg_ingress_max_per_peer < 2 {
+            return Err(bad(
+                "WG_INGRESS_MAX_PER_PEER",
+                "must be at least 2: a redialling peer needs a slot beside its proven path",
+            ));
+        }
+        for (setting, secs) in [
+            (
+                "WG_INGRESS_PROOF_TIMEOUT_SECS",
+                self.wg_ingress_proof_timeout_secs,
+            ),
+            (
+                "WG_INGRESS_IDLE_TIMEOUT_SECS",
+                self.wg_ingress_idle_timeout_secs,
+            ),
+        ] {
+            if secs < MIN_INGRESS_TIMEOUT_SECS {
+                return Err(bad(
+                    setting,
+                    format!(
+                        "{secs} is below {MIN_INGRESS_TIMEOUT_SECS}: it must outlast WireGuard's 25 s keepalive"
+                    ),
+                ));
+            }
+        }
         if self.indexer_registry.is_some_and(|r| r.is_zero()) {
             return Err(bad("INDEXER_REGISTRY", "must not be the zero address"));
         }
@@ -341,6 +393,13 @@ impl NodeArgs {
             gateway_domain: self.gateway_domain.to_ascii_lowercase(),
             gateway_connect: self.gateway_connect,
             wg_tcp_port: self.wg_tcp_port,
+            wg_ingress: IngressLimits {
+                max_total: self.wg_ingress_max_total,
+                max_per_peer: self.wg_ingress_max_per_peer,
+                proof_timeout: Duration::from_secs(self.wg_ingress_proof_timeout_secs),
+                idle_timeout: Duration::from_secs(self.wg_ingress_idle_timeout_secs),
+                ..IngressLimits::default()
+            },
             wg_listen_port: self.wg_listen_port,
             heartbeat_port: self.heartbeat_port,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
@@ -419,6 +478,7 @@ mod tests {
         let c = parse(&[]).unwrap().validate().unwrap();
         assert_eq!(c.wg_tcp_port, 51900);
         assert_eq!(c.wg_listen_port, 51821);
+        assert_eq!(c.wg_ingress, IngressLimits::default());
         assert_eq!(c.heartbeat_port, 51820);
         assert_eq!(c.heartbeat_interval, Duration::from_millis(2000));
         assert_eq!(c.peer_control_port, 50051);
@@ -530,6 +590,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--indexer-repro-sample-rate"), "{e}");
+    }
+
+    #[test]
+    fn wg_ingress_limits() {
+        for (flag, setting) in [
+            ("--wg-ingress-max-total=0", "WG_INGRESS_MAX_TOTAL"),
+            ("--wg-ingress-max-per-peer=1", "WG_INGRESS_MAX_PER_PEER"),
+            (
+                "--wg-ingress-proof-timeout-secs=29",
+                "WG_INGRESS_PROOF_TIMEOUT_SECS",
+            ),
+            (
+                "--wg-ingress-idle-timeout-secs=5",
+                "WG_INGRESS_IDLE_TIMEOUT_SECS",
+            ),
+        ] {
+            assert_eq!(err(&[flag]).setting, setting, "{flag}");
+        }
+        let c = parse(&[
+            "--wg-ingress-max-total",
+            "64",
+            "--wg-ingress-max-per-peer",
+            "2",
+            "--wg-ingress-proof-timeout-secs",
+            "30",
+            "--wg-ingress-idle-timeout-secs",
+            "120",
+        ])
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(c.wg_ingress.max_total, 64);
+        assert_eq!(c.wg_ingress.max_per_peer, 2);
+        assert_eq!(c.wg_ingress.proof_timeout, Duration::from_secs(30));
+        assert_eq!(c.wg_ingress.idle_timeout, Duration::from_secs(120));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use alloy_primitives::B256;
 use attestmesh_net::bridge::{Bridge, BridgeConfig};
+use attestmesh_net::ingress::IngressLimits;
 use attestmesh_net::{DeviceSettings, PeerSettings, PrivateKey, PublicKey, WgDevice};
 
 use crate::config::gateway_host;
@@ -56,6 +57,8 @@ pub struct MeshSettings {
     pub wg_tcp_port: u16,
     pub gateway_domain: String,
     pub gateway_connect: Option<SocketAddr>,
+    /// Bridge ingress caps and deadlines (DESIGN §6.3).
+    pub ingress: IngressLimits,
 }
 
 /// The interface plus the bridge, and what is configured on them.
@@ -82,13 +85,16 @@ impl Mesh {
         // One worker thread: the agent shares a small VM with the app.
         ds.threads = 1;
         let device = WgDevice::create(ds).await?;
-        let bridge = Bridge::start(BridgeConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], settings.wg_tcp_port)),
-            wg_port: device.listen_port(),
-            local_host: my_host,
-            gateway_connect: settings.gateway_connect,
-            gateway_port: 443,
-        })
+        let bridge = Bridge::start_with_limits(
+            BridgeConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], settings.wg_tcp_port)),
+                wg_port: device.listen_port(),
+                local_host: my_host,
+                gateway_connect: settings.gateway_connect,
+                gateway_port: 443,
+            },
+            settings.ingress.clone(),
+        )
         .await?;
         Ok(Self {
             device: Some(device),

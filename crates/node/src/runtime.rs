@@ -404,6 +404,7 @@ async fn boot_and_run(
         wg_tcp_port: cfg.wg_tcp_port,
         gateway_domain: cfg.gateway_domain.clone(),
         gateway_connect: cfg.gateway_connect,
+        ingress: cfg.wg_ingress.clone(),
     };
     let my_host = cfg.gateway_host(member);
     let mesh = Mesh::up(

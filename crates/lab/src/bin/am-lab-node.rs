@@ -3,22 +3,33 @@
 //!
 //! Subcommands:
 //! - `node --iface I --key K --addr IP/P --listen-port N --host H [--bridge-listen A]
-//!   [--gateway A] [--peer KEY,MESHIP,direct:IP:PORT | --peer KEY,MESHIP,bridge:HOST]...`
+//!   [--gateway A] [--peer KEY,MESHIP,direct:IP:PORT | --peer KEY,MESHIP,bridge:HOST]...
+//!   [--ingress-max-total N] [--ingress-max-per-peer N] [--ingress-proof-timeout-secs S]`
 //! - `gateway --listen A --domain D [--route APPID=IP]...`
 //! - `echo-server --listen A`
 //! - `echo-client --connect A --bytes N`
+//! - `flood --connect A --sni H --claim H2 --claim-count N --random-count M --hold-secs S`: the
+//!   attacker of issue 11 hole 4. Opens N idle TLS connections with SNI `H` naming `H2` in ALPN
+//!   and M naming random hosts, sends nothing, and after S seconds prints
+//!   `FLOOD attempted=.. tls_ok=.. open=..` (`open` = connections the far side has not closed).
 //!
 //! Long-running roles print `READY` when serving and shut down cleanly when stdin closes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use attestmesh_net::bridge::{Bridge, BridgeConfig, DEFAULT_WG_TCP_PORT};
 use attestmesh_net::gateway::{GatewayConfig, Routes};
+use attestmesh_net::ingress::IngressLimits;
+use attestmesh_net::tls;
 use attestmesh_net::{DeviceSettings, PeerSettings, PrivateKey, PublicKey, WgDevice};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
 
 type Res<T> = Result<T, String>;
 
@@ -116,7 +127,21 @@ async fn node(a: &Args) -> Res<()> {
             gateway_connect,
             gateway_port: 443,
         };
-        Some(Bridge::start(cfg).await.map_err(|e| e.to_string())?)
+        let mut limits = IngressLimits::default();
+        if let Some(v) = a.get("ingress-max-total") {
+            limits.max_total = parse("ingress-max-total", v)?;
+        }
+        if let Some(v) = a.get("ingress-max-per-peer") {
+            limits.max_per_peer = parse("ingress-max-per-peer", v)?;
+        }
+        if let Some(v) = a.get("ingress-proof-timeout-secs") {
+            limits.proof_timeout = Duration::from_secs(parse("ingress-proof-timeout-secs", v)?);
+        }
+        Some(
+            Bridge::start_with_limits(cfg, limits)
+                .await
+                .map_err(|e| e.to_string())?,
+        )
     } else {
         None
     };
@@ -216,6 +241,88 @@ async fn echo_client(a: &Args) -> Res<()> {
     Ok(())
 }
 
+/// One attacker connection: dial, finish TLS, then sit idle until the far side closes or the hold
+/// ends. Returns (TLS completed, still open at the end).
+async fn flood_one(
+    connect: SocketAddr,
+    name: ServerName<'static>,
+    connector: TlsConnector,
+    handshakes: Arc<Semaphore>,
+    until: tokio::time::Instant,
+) -> (bool, bool) {
+    let Ok(permit) = handshakes.acquire_owned().await else {
+        return (false, false);
+    };
+    let tls = tokio::time::timeout(Duration::from_secs(10), async {
+        let tcp = TcpStream::connect(connect).await?;
+        connector.connect(name, tcp).await
+    })
+    .await;
+    drop(permit);
+    let Ok(Ok(mut stream)) = tls else {
+        return (false, false);
+    };
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Err(_) => return (true, true),
+            Ok(Ok(0)) | Ok(Err(_)) => return (true, false),
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn flood(a: &Args) -> Res<()> {
+    let connect: SocketAddr = parse("connect", a.req("connect")?)?;
+    let sni = a.req("sni")?.to_owned();
+    let claim = a.req("claim")?;
+    let claim_n: usize = parse("claim-count", a.req("claim-count")?)?;
+    let random_n: usize = parse("random-count", a.req("random-count")?)?;
+    let hold: u64 = parse("hold-secs", a.req("hold-secs")?)?;
+    let name = ServerName::try_from(sni).map_err(|e| e.to_string())?;
+    let connector = |host: &str| {
+        tls::client_config(tls::identity_alpn(host))
+            .map(TlsConnector::from)
+            .map_err(|e| e.to_string())
+    };
+    let claimed = connector(claim)?;
+    let until = tokio::time::Instant::now() + Duration::from_secs(hold);
+    // Bounded concurrency for the handshakes only; established connections are all held at once.
+    let handshakes = Arc::new(Semaphore::new(64));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id());
+    let total = claim_n + random_n;
+    for i in 0..total {
+        // Spread the random claims evenly among the claimed ones.
+        let random = random_n > 0
+            && i % (total / random_n).max(1) == 0
+            && i / (total / random_n).max(1) < random_n;
+        let c = if random {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            connector(&format!("{:08x}-51900s.mesh.test", x as u32))?
+        } else {
+            claimed.clone()
+        };
+        tasks.spawn(flood_one(
+            connect,
+            name.clone(),
+            c,
+            Arc::clone(&handshakes),
+            until,
+        ));
+    }
+    let (mut tls_ok, mut open) = (0usize, 0usize);
+    while let Some(r) = tasks.join_next().await {
+        let (ok, still) = r.map_err(|e| e.to_string())?;
+        tls_ok += usize::from(ok);
+        open += usize::from(still);
+    }
+    println!("FLOOD attempted={total} tls_ok={tls_ok} open={open}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -247,6 +354,7 @@ fn main() -> ExitCode {
             "gateway" => gateway(&a).await,
             "echo-server" => echo_server(&a).await,
             "echo-client" => echo_client(&a).await,
+            "flood" => flood(&a).await,
             other => Err(format!("unknown role {other}")),
         }
     });

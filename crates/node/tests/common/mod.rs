@@ -189,6 +189,7 @@ pub fn config(s: &Stack, dstack: &Path, iface: &str) -> Config {
         gateway_domain: "mesh.test".into(),
         gateway_connect: Some("127.0.0.1:9".parse().unwrap()),
         wg_tcp_port: devstack::free_port().unwrap(),
+        wg_ingress: attestmesh_net::ingress::IngressLimits::default(),
         wg_listen_port: devstack::free_port().unwrap(),
         heartbeat_port: 51820,
         heartbeat_interval: Duration::from_millis(500),
