@@ -252,7 +252,7 @@ pub fn metrics(shared: &Shared) -> String {
         "Last block processed by the chain follower.",
         s.chain_head,
     );
-    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 15] = [
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 16] = [
         (
             "attestmesh_heartbeats_sent_total",
             "Heartbeats sent.",
@@ -322,6 +322,11 @@ pub fn metrics(shared: &Shared) -> String {
             "attestmesh_mesh_ip_collisions_total",
             "Members whose mesh IP collides with an earlier member.",
             &m.mesh_ip_collisions,
+        ),
+        (
+            "attestmesh_wg_key_refusals_total",
+            "Members refused for a duplicate or low-order WireGuard key.",
+            &m.wg_key_refusals,
         ),
         (
             "attestmesh_indexer_wakeups_total",

@@ -117,8 +117,9 @@ pub struct MemberView {
     pub ed_pub: B256,
     pub mesh_ip: Ipv4Addr,
     pub registered_at: u64,
-    /// False when an earlier member already owns this mesh IP (DESIGN §3.2): the agent refuses
-    /// to route this member's /32 and ignores its heartbeats.
+    /// False when an earlier member already owns this mesh IP (DESIGN §3.2) or WireGuard key, or
+    /// the key is a low-order point (`mesh::refusals`): the agent configures no peer for this
+    /// member, ignores its heartbeats and serves it no CSK.
     pub routable: bool,
 }
 
@@ -195,6 +196,8 @@ pub struct Metrics {
     pub csk_requests_served: AtomicU64,
     pub csk_requests_refused: AtomicU64,
     pub mesh_ip_collisions: AtomicU64,
+    /// Members refused for a WireGuard key an earlier member holds, or a low-order key.
+    pub wg_key_refusals: AtomicU64,
     /// Verified Indexer wake-ups the follower acted on (after coalescing).
     pub indexer_wakeups: AtomicU64,
 }
