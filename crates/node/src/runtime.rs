@@ -487,8 +487,12 @@ async fn boot_and_run(
 
     // ---- heartbeating → healthy (the gate in `Status`) ---------------------------------------
     shared.advance(Phase::Heartbeating);
-    stopped(stop.clone()).await;
-    Ok(())
+    // Keep the CSK only while the chain commits to it (re-pulled after a reorg, DESIGN §8).
+    match or_stop(stop, ctx.maintain(csk)).await {
+        Some(Err(e)) => Err(e.into()),
+        Some(Ok(never)) => match never {},
+        None => Ok(()),
+    }
 }
 
 /// Starts the verified Indexer intake (DESIGN §9.2) next to the follower and returns the

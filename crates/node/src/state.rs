@@ -341,6 +341,14 @@ impl Shared {
         self.update_status(|s| s.csk_acquired = true);
     }
 
+    /// Forgets a CSK the current chain view no longer commits to (DESIGN §8: a reorg replaced
+    /// the commitment). The app API answers `UNAVAILABLE` and PeerControl serves nothing until
+    /// the CSK task holds a verified key again.
+    pub fn drop_csk(&self) {
+        self.csk.send_replace(None);
+        self.update_status(|s| s.csk_acquired = false);
+    }
+
     pub fn liveness(&self) -> HashMap<B256, PeerLiveness> {
         self.liveness
             .lock()
