@@ -76,6 +76,28 @@ pub async fn view<C: SolCall>(
     C::abi_decode_returns(&out).map_err(|_| ChainError::Decode { what })
 }
 
+/// A typed `eth_call` at the block `at` (EIP-1898 block hash: every read names the one block,
+/// so reads of one view cannot straddle a reorg that replaces a block of the same number).
+pub async fn view_at<C: SolCall>(
+    rpc: &RpcClient,
+    to: Address,
+    call: C,
+    at: &BlockRef,
+    what: &'static str,
+) -> Result<C::Return, ChainError> {
+    let out: Bytes = rpc
+        .call(
+            "eth_call",
+            json!([
+                {"to": to, "input": Bytes::from(call.abi_encode())},
+                {"blockHash": at.hash},
+            ]),
+        )
+        .await
+        .map_err(|source| ChainError::Rpc { what, source })?;
+    C::abi_decode_returns(&out).map_err(|_| ChainError::Decode { what })
+}
+
 /// Marks every member [`crate::mesh::refusals`] refuses (a weak WireGuard key, or a mesh IP or
 /// WireGuard key an earlier member already holds) as unroutable, and returns the refusals.
 /// Registration order decides so that every node resolves a conflict the same way (DESIGN §3.2).
@@ -158,28 +180,29 @@ impl ClusterReader {
         Ok(Some((rec, owner)))
     }
 
-    /// The whole current state: members in registration order (with ids, mesh IPs and
-    /// collision marks) and the CSK commitment.
-    pub async fn read_view(&self, cidr: MeshCidr) -> Result<ClusterView, ChainError> {
-        let block = self
-            .rpc
-            .block_number()
-            .await
-            .map_err(|source| ChainError::Rpc {
-                what: "eth_blockNumber",
-                source,
-            })?;
-        let records = view(
+    /// The chain state at block `at` — the confirmed block (head − CONFIRMATIONS), so that
+    /// membership and the CSK commitment agree with the events the follower acts on and a
+    /// reorg above it cannot hand the agent a member or commitment that is then undone
+    /// (DESIGN §9.1): members in registration order (with ids, mesh IPs and refusal marks) and
+    /// the commitment.
+    pub async fn read_view_at(
+        &self,
+        cidr: MeshCidr,
+        at: &BlockRef,
+    ) -> Result<ClusterView, ChainError> {
+        let records = view_at(
             &self.rpc,
             self.cluster,
             IAttestWrite::listMembersCall {},
+            at,
             "listMembers",
         )
         .await?;
-        let commitment = view(
+        let commitment = view_at(
             &self.rpc,
             self.cluster,
             IAttestWrite::cskCommitmentCall {},
+            at,
             "cskCommitment",
         )
         .await?;
@@ -206,8 +229,19 @@ impl ClusterReader {
             cidr,
             members,
             commitment,
-            block,
+            block: at.number,
         })
+    }
+
+    /// The chain head the RPC node reports.
+    pub async fn head(&self) -> Result<u64, ChainError> {
+        self.rpc
+            .block_number()
+            .await
+            .map_err(|source| ChainError::Rpc {
+                what: "eth_blockNumber",
+                source,
+            })
     }
 
     /// Raw `MessageSent` logs to `recipient` in `[from, to]`.

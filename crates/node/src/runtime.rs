@@ -349,19 +349,27 @@ async fn boot_and_run(
         },
         state.clone(),
     );
+    // The view is read at the confirmed block, so our own registration shows up only once it
+    // is CONFIRMATIONS deep: wait for it rather than mistake it for a missing record.
     let first_poll = async {
         let mut b = Backoff::new(transient_policy());
-        while let Err(e) = follower.poll_once().await {
-            tracing::warn!(error = %e, "initial chain poll failed; retrying");
+        loop {
+            match follower.poll_once().await {
+                Ok(()) => match shared.cluster() {
+                    Some(v) if v.member(&my_id).is_some() => return v,
+                    _ => tracing::info!(
+                        confirmations = cfg.confirmations,
+                        "waiting for our registration to be confirmed"
+                    ),
+                },
+                Err(e) => tracing::warn!(error = %e, "initial chain poll failed; retrying"),
+            }
             b.wait().await;
         }
     };
-    if or_stop(stop, first_poll).await.is_none() {
+    let Some(view0) = or_stop(stop, first_poll).await else {
         return Ok(());
-    }
-    let view0 = shared
-        .cluster()
-        .ok_or_else(|| NodeError::Rpc("no cluster view after the first poll".into()))?;
+    };
     let me = view0.member(&my_id).cloned().ok_or_else(|| {
         NodeError::Rpc(format!(
             "registered member {my_id} missing from listMembers()"

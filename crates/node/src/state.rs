@@ -123,7 +123,7 @@ pub struct MemberView {
     pub routable: bool,
 }
 
-/// Current chain state of the cluster, read with views (DESIGN §9.1).
+/// Chain state of the cluster at the confirmed block, read with views (DESIGN §9.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterView {
     pub cluster: Address,
@@ -132,7 +132,7 @@ pub struct ClusterView {
     pub members: Vec<MemberView>,
     /// `cskCommitment()`; zero until the originator committed.
     pub commitment: B256,
-    /// Block the view was read at.
+    /// Block the view was read at: the confirmed block, head − CONFIRMATIONS (DESIGN §9.1).
     pub block: u64,
 }
 
