@@ -173,15 +173,17 @@ pub struct Mesh {
 
 impl Mesh {
     /// Creates the interface (address `<mesh IP>/<prefix>`) and starts the bridge's TLS ingress.
+    ///
+    /// The key comes as a [`PrivateKey`] (zeroized on drop), not raw bytes: arguments of an
+    /// async fn live in its future until it completes, and a plain array there is never wiped.
     pub async fn up(
         settings: MeshSettings,
-        wg_secret: [u8; 32],
+        wg_secret: PrivateKey,
         my_ip: Ipv4Addr,
         prefix: u8,
         my_host: String,
     ) -> Result<Self, MeshError> {
-        let mut ds =
-            DeviceSettings::new(PrivateKey::from_bytes(wg_secret), IpAddr::V4(my_ip), prefix);
+        let mut ds = DeviceSettings::new(wg_secret, IpAddr::V4(my_ip), prefix);
         ds.name = settings.interface.clone();
         ds.listen_port = settings.wg_listen_port;
         // One worker thread: the agent shares a small VM with the app.

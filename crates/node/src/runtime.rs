@@ -418,7 +418,8 @@ async fn boot_and_run(
     let my_host = cfg.gateway_host(member);
     let mesh = Mesh::up(
         settings,
-        *keys.wireguard.to_bytes(),
+        // Built straight from the zeroizing copy, which is wiped at the end of this statement.
+        attestmesh_net::PrivateKey::from_bytes(*keys.wireguard.to_bytes()),
         me.mesh_ip,
         cidr.prefix(),
         my_host,
