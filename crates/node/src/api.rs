@@ -388,23 +388,50 @@ pub enum SocketError {
 
 /// Binds the app socket with mode 0600, creating its directory if needed. A stale socket file
 /// (nobody accepting) is replaced; a live one is refused, so two agents never fight over it.
+///
+/// `bind(2)` creates the socket with the process umask's mode (0755 under the usual 022: anyone
+/// may connect), so binding at the public path and `chmod`ing afterwards leaves a window. The
+/// socket is therefore bound inside a fresh private directory (0700, ours alone), restricted
+/// there, and only then renamed to its path: it is never reachable with a looser mode. This
+/// avoids changing the umask, which is process-wide and would also tighten files other threads
+/// create meanwhile.
 pub fn bind_socket(path: &Path) -> Result<UnixListener, SocketError> {
+    use std::os::unix::fs::DirBuilderExt as _;
     let io = |source| SocketError::Io {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(SocketError::InUse(path.to_path_buf()));
         }
         std::fs::remove_file(path).map_err(io)?;
     }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    Ok(listener)
+    // A fresh name: `create` (not `create_all`) fails on anything already there, so nobody
+    // can have prepared the directory or a link in its place.
+    let private = dir.join(format!(
+        ".agent-sock-bind-{:016x}",
+        rand_core::RngCore::next_u64(&mut rand_core::OsRng)
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(io)?;
+    let staged = private.join("s");
+    let result = (|| {
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    result.map_err(io)
 }
 
 /// Serves the app API on `listener` until `shutdown`, then removes the socket file.

@@ -4,8 +4,6 @@
 //! events, so a missed or reordered event cannot leave the agent with a wrong peer key. Logs are
 //! used only for what exists nowhere else: `MessageSent` ciphertexts.
 
-use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
@@ -19,6 +17,7 @@ use attestmesh_core::mesh::MeshCidr;
 use attestmesh_core::message;
 use serde_json::{Value, json};
 
+use crate::mesh::Refusal;
 use crate::ports::{BoxFuture, MessageHistory};
 use crate::state::{ClusterView, InboundMessage, MemberView, Metrics, Shared};
 
@@ -78,25 +77,37 @@ pub async fn view<C: SolCall>(
     C::abi_decode_returns(&out).map_err(|_| ChainError::Decode { what })
 }
 
-/// Marks every member whose mesh IP an earlier (lower registration index) member already owns
-/// as unroutable, and returns the collisions `(earlier, later, ip)`. Registration order decides
-/// so that every node resolves a collision the same way (DESIGN §3.2).
-pub fn mark_collisions(members: &mut [MemberView]) -> Vec<(B256, B256, Ipv4Addr)> {
-    let mut owner: HashMap<Ipv4Addr, B256> = HashMap::new();
-    let mut out = Vec::new();
+/// A typed `eth_call` at the block `at` (EIP-1898 block hash: every read names the one block,
+/// so reads of one view cannot straddle a reorg that replaces a block of the same number).
+pub async fn view_at<C: SolCall>(
+    rpc: &RpcClient,
+    to: Address,
+    call: C,
+    at: &BlockRef,
+    what: &'static str,
+) -> Result<C::Return, ChainError> {
+    let out: Bytes = rpc
+        .call(
+            "eth_call",
+            json!([
+                {"to": to, "input": Bytes::from(call.abi_encode())},
+                {"blockHash": at.hash},
+            ]),
+        )
+        .await
+        .map_err(|source| ChainError::Rpc { what, source })?;
+    C::abi_decode_returns(&out).map_err(|_| ChainError::Decode { what })
+}
+
+/// Marks every member [`crate::mesh::refusals`] refuses (a weak WireGuard key, or a mesh IP or
+/// WireGuard key an earlier member already holds) as unroutable, and returns the refusals.
+/// Registration order decides so that every node resolves a conflict the same way (DESIGN §3.2).
+pub fn mark_collisions(members: &mut [MemberView]) -> Vec<Refusal> {
+    let refused = crate::mesh::refusals(members);
     for m in members.iter_mut() {
-        match owner.get(&m.mesh_ip) {
-            Some(first) => {
-                m.routable = false;
-                out.push((*first, m.id, m.mesh_ip));
-            }
-            None => {
-                owner.insert(m.mesh_ip, m.id);
-                m.routable = true;
-            }
-        }
+        m.routable = refused.iter().all(|r| r.refused() != m.id);
     }
-    out
+    refused
 }
 
 /// Reads one cluster.
@@ -170,28 +181,29 @@ impl ClusterReader {
         Ok(Some((rec, owner)))
     }
 
-    /// The whole current state: members in registration order (with ids, mesh IPs and
-    /// collision marks) and the CSK commitment.
-    pub async fn read_view(&self, cidr: MeshCidr) -> Result<ClusterView, ChainError> {
-        let block = self
-            .rpc
-            .block_number()
-            .await
-            .map_err(|source| ChainError::Rpc {
-                what: "eth_blockNumber",
-                source,
-            })?;
-        let records = view(
+    /// The chain state at block `at` — the confirmed block (head − CONFIRMATIONS), so that
+    /// membership and the CSK commitment agree with the events the follower acts on and a
+    /// reorg above it cannot hand the agent a member or commitment that is then undone
+    /// (DESIGN §9.1): members in registration order (with ids, mesh IPs and refusal marks) and
+    /// the commitment.
+    pub async fn read_view_at(
+        &self,
+        cidr: MeshCidr,
+        at: &BlockRef,
+    ) -> Result<ClusterView, ChainError> {
+        let records = view_at(
             &self.rpc,
             self.cluster,
             IAttestWrite::listMembersCall {},
+            at,
             "listMembers",
         )
         .await?;
-        let commitment = view(
+        let commitment = view_at(
             &self.rpc,
             self.cluster,
             IAttestWrite::cskCommitmentCall {},
+            at,
             "cskCommitment",
         )
         .await?;
@@ -218,8 +230,19 @@ impl ClusterReader {
             cidr,
             members,
             commitment,
-            block,
+            block: at.number,
         })
+    }
+
+    /// The chain head the RPC node reports.
+    pub async fn head(&self) -> Result<u64, ChainError> {
+        self.rpc
+            .block_number()
+            .await
+            .map_err(|source| ChainError::Rpc {
+                what: "eth_blockNumber",
+                source,
+            })
     }
 
     /// Raw `MessageSent` logs to `recipient` in `[from, to]`.
@@ -385,6 +408,7 @@ impl MessageHistory for ChainHistory {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn m(n: u8, ip: [u8; 4]) -> MemberView {
         MemberView {
@@ -392,7 +416,7 @@ mod tests {
             contract: Address::repeat_byte(n),
             attestor_id: B256::ZERO,
             x_pub: B256::ZERO,
-            wg_pub: B256::ZERO,
+            wg_pub: B256::repeat_byte(n + 100),
             ed_pub: B256::ZERO,
             mesh_ip: Ipv4Addr::from(ip),
             registered_at: 0,
@@ -410,11 +434,11 @@ mod tests {
         let c = mark_collisions(&mut v);
         assert_eq!(
             c,
-            vec![(
-                B256::repeat_byte(1),
-                B256::repeat_byte(3),
-                Ipv4Addr::new(10, 0, 0, 1)
-            )]
+            vec![Refusal::MeshIpCollision {
+                earlier: B256::repeat_byte(1),
+                later: B256::repeat_byte(3),
+                ip: Ipv4Addr::new(10, 0, 0, 1)
+            }]
         );
         assert!(v[0].routable && v[1].routable && !v[2].routable);
     }

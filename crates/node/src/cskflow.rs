@@ -7,6 +7,8 @@
 //!   from peers over PeerControl in the core's candidate order, up to 8 at once, accepting only a
 //!   key that hashes to the commitment; retry with jittered backoff forever.
 //! - With a state directory the verified key is cached sealed under the `state` key.
+//! - Once held, the key is kept only while the chain view commits to it ([`CskContext::maintain`]):
+//!   a reorg that changes the commitment makes the node drop it and acquire again.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -140,6 +142,36 @@ impl CskContext {
                     backoff.wait().await;
                 }
             }
+        }
+    }
+
+    /// Holds `key` while the chain commits to it. When a later (confirmed) view commits to
+    /// something else — a reorg replaced or removed the commitment the key was checked against —
+    /// drops it and acquires again, so this node never keeps using or serving a key the cluster
+    /// does not share. Returns only to fail closed.
+    pub async fn maintain(
+        &self,
+        mut key: SymmetricKey,
+    ) -> Result<std::convert::Infallible, CskError> {
+        let mut rx = self.shared.watch_cluster();
+        loop {
+            let held = key.commitment();
+            let superseded = rx
+                .wait_for(|v| v.as_ref().is_some_and(|v| v.commitment != held))
+                .await
+                .map(|v| v.as_ref().map(|v| v.commitment).unwrap_or_default());
+            let Ok(on_chain) = superseded else {
+                // `Shared` outlives every task; without views there is nothing to re-check.
+                return std::future::pending().await;
+            };
+            tracing::warn!(
+                %held,
+                %on_chain,
+                "the chain no longer commits to the CSK held here (reorg?): dropping it and re-acquiring"
+            );
+            self.shared.drop_csk();
+            key = self.acquire().await?;
+            tracing::info!(commitment = %key.commitment(), "CSK re-acquired");
         }
     }
 

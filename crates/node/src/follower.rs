@@ -3,8 +3,9 @@
 //!
 //! The decisions (which range next, does it extend our chain, how far to rewind, which events
 //! were already delivered) are `attestmesh_core::follower`'s; this is the I/O shell around it.
-//! Each poll re-reads the cluster's current state with views and publishes it (membership, keys
-//! and commitment drive the mesh and the CSK), then fetches `MessageSent` logs addressed to this
+//! Each poll re-reads the cluster's state with views at the confirmed block (head −
+//! `CONFIRMATIONS`, the depth events are acted on) and publishes it (membership, keys and
+//! commitment drive the mesh and the CSK), then fetches `MessageSent` logs addressed to this
 //! node in the confirmed ranges the core hands out and delivers them opened.
 //!
 //! Wake-ups make it poll at once instead of waiting for the interval: our own submissions (a
@@ -248,16 +249,19 @@ impl Follower {
 
     /// One poll: refresh the view, then process the confirmed ranges after the cursor.
     pub async fn poll_once(&mut self) -> Result<(), PollError> {
-        let view = self.reader.read_view(self.cidr).await?;
-        let head = view.block;
+        let head = self.reader.head().await?;
+        // Nothing is confirmed yet: no state to act on (the runtime waits for a view).
+        let Some(safe) = head.checked_sub(self.cfg.confirmations) else {
+            return Ok(());
+        };
+        // State at the same depth as the events acted on: a reorg above it cannot show us a
+        // member or commitment that is then undone (DESIGN §9.1).
+        let b = header(&self.reader, safe).await?;
+        let view = self.reader.read_view_at(self.cidr, &b).await?;
         self.shared.set_cluster(view, now_unix_ms());
         let Some(core) = self.core.as_mut() else {
             // First run without a cursor: start at the confirmed head ("from now"); apps that
             // need older messages ask SubscribeMessages for a from_block.
-            let Some(safe) = head.checked_sub(self.cfg.confirmations) else {
-                return Ok(());
-            };
-            let b = header(&self.reader, safe).await?;
             let core = core_for(
                 Checkpoint {
                     number: b.number,

@@ -2,14 +2,18 @@
 //!
 //! Plain HTTP/1.1 on loopback by default: orchestrators probe `/healthz`, Prometheus scrapes
 //! `/metrics`, and a verifier fetches `/attestation` to check that this member's public keys come
-//! from attested code. Nothing here ever returns a secret.
+//! from attested code. Nothing here ever returns a secret. `/attestation` costs a TEE quote, so
+//! it is cached per request for a few seconds and token-bucket limited ([`AttestationLimits`]):
+//! over the limit it answers 429 with `Retry-After`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use alloy_primitives::{B256, hex, keccak256};
 use bytes::Bytes;
@@ -87,10 +91,113 @@ pub fn attestation_report_data(
     out
 }
 
+/// Bounds on `/attestation`, which costs a TEE quote per distinct request (DESIGN §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttestationLimits {
+    /// Quotes that may be generated back to back.
+    pub burst: u32,
+    /// One more quote becomes available this often.
+    pub refill_every: Duration,
+    /// A quote is reused for an identical request (same nonce) for this long.
+    pub cache_ttl: Duration,
+}
+
+impl Default for AttestationLimits {
+    /// A verifier needs one quote per check; four at once and one a second is far above that and
+    /// far below what keeps a guest agent busy.
+    fn default() -> Self {
+        Self {
+            burst: 4,
+            refill_every: Duration::from_secs(1),
+            cache_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Cached quotes kept at most (identical requests within the TTL are what the cache is for).
+const QUOTE_CACHE_ENTRIES: usize = 32;
+
+/// The token bucket for fresh quotes and the cache of recent ones.
+struct QuoteGate {
+    limits: AttestationLimits,
+    state: Mutex<GateState>,
+}
+
+struct GateState {
+    tokens: u32,
+    refilled_at: Instant,
+    cache: HashMap<[u8; 64], (Instant, Quote)>,
+}
+
+/// What the gate says about one request.
+enum Gate {
+    Cached(Quote),
+    Fresh,
+    /// Over the limit: retry after this many whole seconds.
+    Limited(u64),
+}
+
+impl QuoteGate {
+    fn new(limits: AttestationLimits) -> Self {
+        Self {
+            limits,
+            state: Mutex::new(GateState {
+                tokens: limits.burst,
+                refilled_at: Instant::now(),
+                cache: HashMap::new(),
+            }),
+        }
+    }
+
+    fn check(&self, report: &[u8; 64]) -> Gate {
+        let now = Instant::now();
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let ttl = self.limits.cache_ttl;
+        st.cache.retain(|_, (at, _)| now.duration_since(*at) < ttl);
+        if let Some((_, q)) = st.cache.get(report) {
+            return Gate::Cached(q.clone());
+        }
+        let every = self.limits.refill_every.max(Duration::from_millis(1));
+        let periods = now.duration_since(st.refilled_at).as_nanos() / every.as_nanos();
+        if periods > 0 {
+            let add = u32::try_from(periods).unwrap_or(u32::MAX);
+            st.tokens = st.tokens.saturating_add(add).min(self.limits.burst);
+            st.refilled_at = if st.tokens == self.limits.burst {
+                now
+            } else {
+                st.refilled_at + every * add
+            };
+        }
+        if st.tokens > 0 {
+            st.tokens -= 1;
+            return Gate::Fresh;
+        }
+        let wait = every.saturating_sub(now.duration_since(st.refilled_at));
+        // Whole seconds, rounded up, at least one (HTTP's Retry-After unit).
+        Gate::Limited((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
+    }
+
+    fn remember(&self, report: [u8; 64], quote: &Quote) {
+        let now = Instant::now();
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if st.cache.len() >= QUOTE_CACHE_ENTRIES
+            && let Some(oldest) = st
+                .cache
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| *k)
+        {
+            st.cache.remove(&oldest);
+        }
+        st.cache.insert(report, (now, quote.clone()));
+    }
+}
+
 #[derive(Clone)]
 struct Ctx {
     shared: Arc<Shared>,
     quotes: Arc<dyn QuoteSource>,
+    gate: Arc<QuoteGate>,
 }
 
 /// A bound health server; [`HealthServer::serve`] runs it until shutdown.
@@ -100,15 +207,29 @@ pub struct HealthServer {
 }
 
 impl HealthServer {
-    /// Binds `addr` (port 0 picks one).
+    /// Binds `addr` (port 0 picks one), with the default [`AttestationLimits`].
     pub async fn bind(
         addr: SocketAddr,
         shared: Arc<Shared>,
         quotes: Arc<dyn QuoteSource>,
     ) -> std::io::Result<Self> {
+        Self::bind_with_limits(addr, shared, quotes, AttestationLimits::default()).await
+    }
+
+    /// [`HealthServer::bind`] with chosen `/attestation` limits.
+    pub async fn bind_with_limits(
+        addr: SocketAddr,
+        shared: Arc<Shared>,
+        quotes: Arc<dyn QuoteSource>,
+        limits: AttestationLimits,
+    ) -> std::io::Result<Self> {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
-            ctx: Ctx { shared, quotes },
+            ctx: Ctx {
+                shared,
+                quotes,
+                gate: Arc::new(QuoteGate::new(limits)),
+            },
         })
     }
 
@@ -329,6 +450,11 @@ pub fn metrics(shared: &Shared) -> String {
             &m.mesh_ip_collisions,
         ),
         (
+            "attestmesh_wg_key_refusals_total",
+            "Members refused for a duplicate or low-order WireGuard key.",
+            &m.wg_key_refusals,
+        ),
+        (
             "attestmesh_indexer_wakeups_total",
             "Verified Indexer wake-ups that made the follower poll early.",
             &m.indexer_wakeups,
@@ -446,7 +572,28 @@ async fn attestation(ctx: &Ctx, query: Option<&str>) -> Response<Full<Bytes>> {
         );
     };
     let report = attestation_report_data(cluster.cluster, &me, &nonce);
-    match ctx.quotes.quote(report).await {
+    let quote = match ctx.gate.check(&report) {
+        Gate::Cached(q) => Ok(q),
+        Gate::Fresh => {
+            let q = ctx.quotes.quote(report).await;
+            if let Ok(q) = &q {
+                ctx.gate.remember(report, q);
+            }
+            q
+        }
+        Gate::Limited(secs) => {
+            let mut r = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({ "error": "too many attestation requests; retry later" }),
+            );
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(secs),
+            );
+            return r;
+        }
+    };
+    match quote {
         Ok(q) => json_response(
             StatusCode::OK,
             &json!({
@@ -624,5 +771,125 @@ mod tests {
 
         tx.send(()).unwrap();
         task.await.unwrap();
+    }
+
+    /// Counts GetQuote calls: each one is a TDX quote generation in production.
+    #[derive(Default)]
+    struct CountingQuotes(std::sync::atomic::AtomicU64);
+    impl QuoteSource for CountingQuotes {
+        fn quote(
+            &self,
+            report_data: [u8; 64],
+        ) -> Pin<Box<dyn Future<Output = Result<Quote, String>> + Send + '_>> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            FakeQuotes.quote(report_data)
+        }
+    }
+
+    async fn get_raw(addr: SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// Hole 9: every `/attestation` request made the TEE generate a quote, so any local client
+    /// could keep the guest agent busy. Distinct nonces beyond the burst get 429 with
+    /// Retry-After; a repeated request is answered from the short-lived cache.
+    #[tokio::test]
+    async fn attack_attestation_is_rate_limited() {
+        let shared = Arc::new(Shared::new());
+        shared.set_me(me());
+        shared.set_cluster(
+            ClusterView {
+                cluster: alloy_primitives::Address::repeat_byte(9),
+                cidr: MeshCidr::new(0x0a0d_0000, 16).unwrap(),
+                members: vec![me()],
+                commitment: B256::ZERO,
+                block: 1,
+            },
+            0,
+        );
+        let quotes = Arc::new(CountingQuotes::default());
+        let server = HealthServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            shared,
+            Arc::clone(&quotes) as Arc<dyn QuoteSource>,
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = rx.await;
+        }));
+
+        // The same request ten times: one quote.
+        let nonce = B256::repeat_byte(0x42);
+        for _ in 0..10 {
+            let r = get_raw(addr, &format!("/attestation?nonce={nonce}")).await;
+            assert!(
+                r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"),
+                "{r}"
+            );
+        }
+        assert_eq!(
+            quotes.0.load(Ordering::Relaxed),
+            1,
+            "repeats come from the cache"
+        );
+
+        // Forty distinct nonces at once: bounded quotes, the rest refused with Retry-After.
+        let mut limited = 0;
+        for i in 0..40u8 {
+            let r = get_raw(
+                addr,
+                &format!("/attestation?nonce={}", B256::repeat_byte(i)),
+            )
+            .await;
+            if r.contains(" 429 ") {
+                limited += 1;
+                assert!(r.to_ascii_lowercase().contains("retry-after: "), "{r}");
+            }
+        }
+        let made = quotes.0.load(Ordering::Relaxed);
+        assert!(
+            made <= 1 + u64::from(AttestationLimits::default().burst) + 1,
+            "{made} quotes"
+        );
+        assert!(limited >= 30, "only {limited} of 40 requests limited");
+        // Health and metrics are never limited.
+        assert!(get_raw(addr, "/metrics").await.contains(" 200 "));
+
+        tx.send(()).unwrap();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn quote_gate_refills_and_expires_its_cache() {
+        let gate = QuoteGate::new(AttestationLimits {
+            burst: 2,
+            refill_every: Duration::from_millis(40),
+            cache_ttl: Duration::from_millis(40),
+        });
+        let q = Quote {
+            attestor_id: B256::ZERO,
+            format: "fake".into(),
+            quote: vec![1],
+            event_log: String::new(),
+        };
+        assert!(matches!(gate.check(&[1; 64]), Gate::Fresh));
+        gate.remember([1; 64], &q);
+        assert!(matches!(gate.check(&[1; 64]), Gate::Cached(_)));
+        assert!(matches!(gate.check(&[2; 64]), Gate::Fresh));
+        assert!(matches!(gate.check(&[3; 64]), Gate::Limited(1)));
+        std::thread::sleep(Duration::from_millis(100));
+        // Refilled (to the burst, no more), and the cached quote expired.
+        assert!(matches!(gate.check(&[1; 64]), Gate::Fresh));
+        assert!(matches!(gate.check(&[3; 64]), Gate::Fresh));
+        assert!(matches!(gate.check(&[4; 64]), Gate::Limited(_)));
     }
 }

@@ -14,7 +14,7 @@ use attestmesh_net::ingress::IngressLimits;
 use attestmesh_net::{DeviceSettings, PeerSettings, PrivateKey, PublicKey, WgDevice};
 
 use crate::config::gateway_host;
-use crate::state::ClusterView;
+use crate::state::{ClusterView, MemberView};
 
 /// One WireGuard peer as chain state dictates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,19 +25,124 @@ pub struct DesiredPeer {
     pub host: String,
 }
 
-/// The peers this node should have: every other routable member. Unroutable members (mesh-IP
-/// collisions) are left out — routing their /32 would hijack the earlier member's traffic.
-pub fn plan(view: &ClusterView, me: &B256, wg_tcp_port: u16, domain: &str) -> Vec<DesiredPeer> {
-    view.members
+/// Why a member's peer is not configured. Every node reads the same chain state and resolves
+/// conflicts by registration order, so all nodes refuse the same member (DESIGN §3.2, §6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Refusal {
+    /// Routing the later member's /32 would hijack the earlier member's traffic.
+    #[error(
+        "mesh IP collision: member {later} has mesh IP {ip} of earlier member {earlier}; refusing to route the later member's /32"
+    )]
+    MeshIpCollision {
+        earlier: B256,
+        later: B256,
+        ip: Ipv4Addr,
+    },
+    /// WireGuard identifies a peer by its public key: a second peer entry with the same key
+    /// would take over the first one's allowed-ips and endpoint and black-hole it.
+    #[error(
+        "duplicate WireGuard key: member {later} publishes key {key} of earlier member {earlier}; refusing to configure the later member's peer"
+    )]
+    DuplicateWgKey {
+        earlier: B256,
+        later: B256,
+        key: B256,
+    },
+    /// A low-order point (all zero among them) gives an all-zero shared secret: the tunnel
+    /// would authenticate nobody.
+    #[error(
+        "weak WireGuard key: member {member} publishes the low-order point {key}; refusing to configure its peer"
+    )]
+    WeakWgKey { member: B256, key: B256 },
+}
+
+impl Refusal {
+    /// The member whose peer is not configured.
+    pub fn refused(&self) -> B256 {
+        match self {
+            Refusal::MeshIpCollision { later, .. } | Refusal::DuplicateWgKey { later, .. } => {
+                *later
+            }
+            Refusal::WeakWgKey { member, .. } => *member,
+        }
+    }
+}
+
+/// Whether `key` is a low-order Curve25519 point (all zero included). X25519 clamps every
+/// scalar to a multiple of the cofactor 8 and below the group order, so the product with one
+/// fixed scalar is the identity (all-zero output) exactly for the points of order dividing 8,
+/// whatever their encoding.
+pub fn is_low_order(key: &B256) -> bool {
+    let probe = x25519_dalek::StaticSecret::from([0x42u8; 32]);
+    !probe
+        .diffie_hellman(&x25519_dalek::PublicKey::from(key.0))
+        .was_contributory()
+}
+
+/// The members that must not be configured, in registration order: a weak key, a mesh IP or a
+/// WireGuard key already held by an earlier member. A refused member claims neither its IP nor
+/// its key, so only configured members decide later conflicts.
+pub fn refusals(members: &[MemberView]) -> Vec<Refusal> {
+    let mut ip_owner: HashMap<Ipv4Addr, B256> = HashMap::new();
+    let mut key_owner: HashMap<B256, B256> = HashMap::new();
+    let mut out = Vec::new();
+    for m in members {
+        let refusal = if is_low_order(&m.wg_pub) {
+            Some(Refusal::WeakWgKey {
+                member: m.id,
+                key: m.wg_pub,
+            })
+        } else if let Some(first) = ip_owner.get(&m.mesh_ip) {
+            Some(Refusal::MeshIpCollision {
+                earlier: *first,
+                later: m.id,
+                ip: m.mesh_ip,
+            })
+        } else {
+            key_owner
+                .get(&m.wg_pub)
+                .map(|first| Refusal::DuplicateWgKey {
+                    earlier: *first,
+                    later: m.id,
+                    key: m.wg_pub,
+                })
+        };
+        match refusal {
+            Some(r) => out.push(r),
+            None => {
+                ip_owner.insert(m.mesh_ip, m.id);
+                key_owner.insert(m.wg_pub, m.id);
+            }
+        }
+    }
+    out
+}
+
+/// What the interface should carry, and whom chain state names but we refuse.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub peers: Vec<DesiredPeer>,
+    /// Every refused member (this node included, if it is one), for the log and metrics.
+    pub refused: Vec<Refusal>,
+}
+
+/// The peers this node should have: every other member that [`refusals`] does not refuse. The
+/// check runs here too, not only through `routable`, so no view can configure a conflicting peer.
+pub fn plan(view: &ClusterView, me: &B256, wg_tcp_port: u16, domain: &str) -> Plan {
+    let refused = refusals(&view.members);
+    let peers = view
+        .members
         .iter()
         .filter(|m| &m.id != me && m.routable)
+        .filter(|m| refused.iter().all(|r| r.refused() != m.id))
         .map(|m| DesiredPeer {
             member_id: m.id,
             wg_pub: m.wg_pub,
             mesh_ip: m.mesh_ip,
             host: gateway_host(m.contract, wg_tcp_port, domain),
         })
-        .collect()
+        .collect();
+    Plan { peers, refused }
 }
 
 /// Mesh setup failures.
@@ -71,15 +176,17 @@ pub struct Mesh {
 
 impl Mesh {
     /// Creates the interface (address `<mesh IP>/<prefix>`) and starts the bridge's TLS ingress.
+    ///
+    /// The key comes as a [`PrivateKey`] (zeroized on drop), not raw bytes: arguments of an
+    /// async fn live in its future until it completes, and a plain array there is never wiped.
     pub async fn up(
         settings: MeshSettings,
-        wg_secret: [u8; 32],
+        wg_secret: PrivateKey,
         my_ip: Ipv4Addr,
         prefix: u8,
         my_host: String,
     ) -> Result<Self, MeshError> {
-        let mut ds =
-            DeviceSettings::new(PrivateKey::from_bytes(wg_secret), IpAddr::V4(my_ip), prefix);
+        let mut ds = DeviceSettings::new(wg_secret, IpAddr::V4(my_ip), prefix);
         ds.name = settings.interface.clone();
         ds.listen_port = settings.wg_listen_port;
         // One worker thread: the agent shares a small VM with the app.
@@ -171,7 +278,6 @@ impl Mesh {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::state::MemberView;
     use alloy_primitives::Address;
     use attestmesh_core::mesh::MeshCidr;
 
@@ -198,7 +304,7 @@ mod tests {
             commitment: B256::ZERO,
             block: 0,
         };
-        let p = plan(&view, &B256::repeat_byte(1), 51900, "mesh.example");
+        let p = plan(&view, &B256::repeat_byte(1), 51900, "mesh.example").peers;
         assert_eq!(p.len(), 1, "self and the colliding member are left out");
         assert_eq!(p[0].member_id, B256::repeat_byte(2));
         assert_eq!(p[0].wg_pub, B256::repeat_byte(102));
@@ -207,5 +313,96 @@ mod tests {
             p[0].host,
             format!("{}-51900s.mesh.example", "02".repeat(20))
         );
+    }
+
+    fn view_of(mut members: Vec<MemberView>) -> ClusterView {
+        crate::chainview::mark_collisions(&mut members);
+        ClusterView {
+            cluster: Address::ZERO,
+            cidr: MeshCidr::new(0x0a00_0000, 8).unwrap(),
+            members,
+            commitment: B256::ZERO,
+            block: 0,
+        }
+    }
+
+    /// Hole 5: member 3 publishes member 2's WireGuard key. Configuring both would give one
+    /// boringtun peer entry two allowed-ips (or replace 2's endpoint), black-holing member 2.
+    #[test]
+    fn attack_duplicate_wg_key_is_not_configured() {
+        let mut members = vec![m(1, true), m(2, true), m(3, true)];
+        members[2].wg_pub = members[1].wg_pub;
+        let view = view_of(members);
+        let p = plan(&view, &B256::repeat_byte(1), 51900, "mesh.example");
+        let ids: Vec<B256> = p.peers.iter().map(|d| d.member_id).collect();
+        assert_eq!(
+            ids,
+            vec![B256::repeat_byte(2)],
+            "the earlier member keeps the key"
+        );
+        assert_eq!(
+            p.refused,
+            vec![Refusal::DuplicateWgKey {
+                earlier: B256::repeat_byte(2),
+                later: B256::repeat_byte(3),
+                key: B256::repeat_byte(102),
+            }]
+        );
+        let line = p.refused[0].to_string();
+        assert!(
+            line.contains(&B256::repeat_byte(2).to_string())
+                && line.contains(&B256::repeat_byte(3).to_string()),
+            "the log line names both members: {line}"
+        );
+        assert!(!view.members[2].routable && view.members[1].routable);
+        // The check holds in `plan` itself, even for a view nobody marked.
+        let mut unmarked = view.clone();
+        unmarked.members.iter_mut().for_each(|m| m.routable = true);
+        assert_eq!(
+            plan(&unmarked, &B256::repeat_byte(1), 51900, "x")
+                .peers
+                .len(),
+            1
+        );
+        // And the later member, planning for itself, sees why it is refused.
+        let own = plan(&view, &B256::repeat_byte(3), 51900, "x");
+        assert!(
+            own.refused
+                .iter()
+                .any(|r| r.refused() == B256::repeat_byte(3))
+        );
+    }
+
+    /// Hole 5: all-zero and other low-order keys give an all-zero Diffie-Hellman output.
+    #[test]
+    fn attack_low_order_wg_keys_are_not_configured() {
+        let mut members = vec![m(1, true), m(2, true), m(3, true), m(4, true)];
+        members[1].wg_pub = B256::ZERO;
+        members[2].wg_pub = B256::from(alloy_primitives::hex!(
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"
+        ));
+        let view = view_of(members);
+        let p = plan(&view, &B256::repeat_byte(1), 51900, "mesh.example");
+        let ids: Vec<B256> = p.peers.iter().map(|d| d.member_id).collect();
+        assert_eq!(ids, vec![B256::repeat_byte(4)]);
+        assert!(matches!(
+            p.refused[..],
+            [Refusal::WeakWgKey { .. }, Refusal::WeakWgKey { .. }]
+        ));
+        // Every libsodium-listed low-order encoding is caught, honest keys are not.
+        for k in [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ] {
+            let key: B256 = k.parse().unwrap();
+            assert!(is_low_order(&key), "{k}");
+        }
+        let honest = attestmesh_core::keys::X25519Secret::from_seed([7; 32]).public();
+        assert!(!is_low_order(&honest));
     }
 }

@@ -5,7 +5,8 @@
 //! source-IP check is meaningful because the listener is bound to the mesh address: packets
 //! reach it only through WireGuard, which admits a source IP only from the peer whose on-chain key
 //! authenticated it (allowed-ips = that member's /32). The seal makes a mistaken answer useless
-//! to anyone but the named member anyway.
+//! to anyone but the named member anyway. It serves only a key whose hash is the commitment of
+//! the current (confirmed) chain view.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -42,6 +43,13 @@ pub enum PeerRefusal {
     NoSource,
     #[error("this node does not hold the cluster shared key yet")]
     CskNotHeld,
+    /// The key we hold is not the one the chain commits to now (a reorg replaced the
+    /// commitment, or it was read from a view that no longer holds): handing it out would give
+    /// the requester a key the cluster does not use. The node drops it and re-pulls.
+    #[error(
+        "the cluster shared key held here hashes to {held}, not to the current on-chain commitment {on_chain}; refusing to serve it until re-acquired"
+    )]
+    CskNotCommitted { held: B256, on_chain: B256 },
     #[error("sealing to the requester's on-chain key failed: {0}")]
     Seal(String),
 }
@@ -56,7 +64,9 @@ impl From<PeerRefusal> for Status {
             | PeerRefusal::Unroutable(_)
             | PeerRefusal::NoSource => Status::permission_denied(msg),
             PeerRefusal::CskNotHeld => Status::unavailable(msg),
-            PeerRefusal::Seal(_) => Status::failed_precondition(msg),
+            PeerRefusal::Seal(_) | PeerRefusal::CskNotCommitted { .. } => {
+                Status::failed_precondition(msg)
+            }
         }
     }
 }
@@ -93,6 +103,15 @@ impl PeerControlService {
             return Err(PeerRefusal::WrongSource { id, expected, got });
         }
         let csk = self.shared.csk().ok_or(PeerRefusal::CskNotHeld)?;
+        // Serve only the key the current view commits to (DESIGN §8): the requester would
+        // reject anything else anyway, but a node must not spread a key the chain disowns.
+        let held = csk.commitment();
+        if held != cluster.commitment {
+            return Err(PeerRefusal::CskNotCommitted {
+                held,
+                on_chain: cluster.commitment,
+            });
+        }
         sealed::seal(&member.x_pub, csk.as_bytes(), &mut rand_core::OsRng)
             .map_err(|e| PeerRefusal::Seal(e.to_string()))
     }

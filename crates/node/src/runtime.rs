@@ -71,6 +71,8 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("this member cannot be routed: {0}")]
+    Unroutable(mesh::Refusal),
     #[error(transparent)]
     Csk(#[from] CskError),
     #[error("Indexer intake: {0}")]
@@ -347,32 +349,40 @@ async fn boot_and_run(
         },
         state.clone(),
     );
+    // The view is read at the confirmed block, so our own registration shows up only once it
+    // is CONFIRMATIONS deep: wait for it rather than mistake it for a missing record.
     let first_poll = async {
         let mut b = Backoff::new(transient_policy());
-        while let Err(e) = follower.poll_once().await {
-            tracing::warn!(error = %e, "initial chain poll failed; retrying");
+        loop {
+            match follower.poll_once().await {
+                Ok(()) => match shared.cluster() {
+                    Some(v) if v.member(&my_id).is_some() => return v,
+                    _ => tracing::info!(
+                        confirmations = cfg.confirmations,
+                        "waiting for our registration to be confirmed"
+                    ),
+                },
+                Err(e) => tracing::warn!(error = %e, "initial chain poll failed; retrying"),
+            }
             b.wait().await;
         }
     };
-    if or_stop(stop, first_poll).await.is_none() {
+    let Some(view0) = or_stop(stop, first_poll).await else {
         return Ok(());
-    }
-    let view0 = shared
-        .cluster()
-        .ok_or_else(|| NodeError::Rpc("no cluster view after the first poll".into()))?;
+    };
     let me = view0.member(&my_id).cloned().ok_or_else(|| {
         NodeError::Rpc(format!(
             "registered member {my_id} missing from listMembers()"
         ))
     })?;
-    if !me.routable {
-        // Our /32 is owned by an earlier member: nobody will route to us. Fail closed and say why.
-        let msg = format!(
-            "mesh IP {} of this member collides with an earlier member; this member cannot be routed",
-            me.mesh_ip
-        );
-        shared.fail(msg.clone());
-        return Err(NodeError::Rpc(msg));
+    if let Some(r) = mesh::refusals(&view0.members)
+        .into_iter()
+        .find(|r| r.refused() == my_id)
+    {
+        // Chain state gives our /32 or our WireGuard key to an earlier member (or our key is
+        // weak): no node will configure us. Fail closed and say why.
+        shared.fail(r.to_string());
+        return Err(NodeError::Unroutable(r));
     }
     shared.set_me(me.clone());
     let _ = late_history.0.set(Arc::new(ChainHistory {
@@ -409,7 +419,8 @@ async fn boot_and_run(
     let my_host = cfg.gateway_host(member);
     let mesh = Mesh::up(
         settings,
-        *keys.wireguard.to_bytes(),
+        // Built straight from the zeroizing copy, which is wiped at the end of this statement.
+        attestmesh_net::PrivateKey::from_bytes(*keys.wireguard.to_bytes()),
         me.mesh_ip,
         cidr.prefix(),
         my_host,
@@ -486,8 +497,12 @@ async fn boot_and_run(
 
     // ---- heartbeating → healthy (the gate in `Status`) ---------------------------------------
     shared.advance(Phase::Heartbeating);
-    stopped(stop.clone()).await;
-    Ok(())
+    // Keep the CSK only while the chain commits to it (re-pulled after a reorg, DESIGN §8).
+    match or_stop(stop, ctx.maintain(csk)).await {
+        Some(Err(e)) => Err(e.into()),
+        Some(Ok(never)) => match never {},
+        None => Ok(()),
+    }
 }
 
 /// Starts the verified Indexer intake (DESIGN §9.2) next to the follower and returns the
@@ -626,26 +641,24 @@ async fn reconcile_loop(
     stop: watch::Receiver<bool>,
 ) {
     let mut rx = shared.watch_cluster();
-    let mut collisions_logged: std::collections::HashSet<B256> = std::collections::HashSet::new();
+    // Each refusal is logged and counted once per process, not at every poll.
+    let mut refusals_logged: std::collections::HashSet<mesh::Refusal> =
+        std::collections::HashSet::new();
     loop {
         let view = rx.borrow_and_update().clone();
         if let Some(view) = view {
-            for m in view.members.iter().filter(|m| !m.routable) {
-                if collisions_logged.insert(m.id) {
-                    crate::state::Metrics::inc(&shared.metrics.mesh_ip_collisions);
-                    let first = view
-                        .members
-                        .iter()
-                        .find(|o| o.mesh_ip == m.mesh_ip && o.routable);
-                    tracing::error!(
-                        member = %m.id,
-                        mesh_ip = %m.mesh_ip,
-                        owner = ?first.map(|f| f.id),
-                        "mesh IP collision: refusing to route this later member's /32 over the earlier member's"
-                    );
+            let plan = mesh::plan(&view, &me, wg_tcp_port, &domain);
+            for r in &plan.refused {
+                if refusals_logged.insert(*r) {
+                    let counter = match r {
+                        mesh::Refusal::MeshIpCollision { .. } => &shared.metrics.mesh_ip_collisions,
+                        _ => &shared.metrics.wg_key_refusals,
+                    };
+                    crate::state::Metrics::inc(counter);
+                    tracing::error!(member = %r.refused(), "{r}");
                 }
             }
-            let desired = mesh::plan(&view, &me, wg_tcp_port, &domain);
+            let desired = plan.peers;
             let n = mesh.reconcile(&desired).await;
             tracing::debug!(peers = n, "mesh reconciled");
         }

@@ -117,12 +117,13 @@ pub struct MemberView {
     pub ed_pub: B256,
     pub mesh_ip: Ipv4Addr,
     pub registered_at: u64,
-    /// False when an earlier member already owns this mesh IP (DESIGN §3.2): the agent refuses
-    /// to route this member's /32 and ignores its heartbeats.
+    /// False when an earlier member already owns this mesh IP (DESIGN §3.2) or WireGuard key, or
+    /// the key is a low-order point (`mesh::refusals`): the agent configures no peer for this
+    /// member, ignores its heartbeats and serves it no CSK.
     pub routable: bool,
 }
 
-/// Current chain state of the cluster, read with views (DESIGN §9.1).
+/// Chain state of the cluster at the confirmed block, read with views (DESIGN §9.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterView {
     pub cluster: Address,
@@ -131,7 +132,7 @@ pub struct ClusterView {
     pub members: Vec<MemberView>,
     /// `cskCommitment()`; zero until the originator committed.
     pub commitment: B256,
-    /// Block the view was read at.
+    /// Block the view was read at: the confirmed block, head − CONFIRMATIONS (DESIGN §9.1).
     pub block: u64,
 }
 
@@ -197,6 +198,8 @@ pub struct Metrics {
     pub csk_requests_served: AtomicU64,
     pub csk_requests_refused: AtomicU64,
     pub mesh_ip_collisions: AtomicU64,
+    /// Members refused for a WireGuard key an earlier member holds, or a low-order key.
+    pub wg_key_refusals: AtomicU64,
     /// Verified Indexer wake-ups the follower acted on (after coalescing).
     pub indexer_wakeups: AtomicU64,
 }
@@ -338,6 +341,14 @@ impl Shared {
     pub fn set_csk(&self, key: SymmetricKey) {
         self.csk.send_replace(Some(key));
         self.update_status(|s| s.csk_acquired = true);
+    }
+
+    /// Forgets a CSK the current chain view no longer commits to (DESIGN §8: a reorg replaced
+    /// the commitment). The app API answers `UNAVAILABLE` and PeerControl serves nothing until
+    /// the CSK task holds a verified key again.
+    pub fn drop_csk(&self) {
+        self.csk.send_replace(None);
+        self.update_status(|s| s.csk_acquired = false);
     }
 
     pub fn liveness(&self) -> HashMap<B256, PeerLiveness> {

@@ -283,3 +283,128 @@ async fn dead_peer_fails_within_the_connect_deadline() {
     assert!(matches!(e, PullError::Connect(..)), "{e}");
     assert!(t.elapsed() < std::time::Duration::from_secs(3));
 }
+
+/// Replaces the server's view with one whose commitment is `commitment` (a reorg or a fresh
+/// read changed it while the node still holds its old key).
+fn recommit(shared: &Shared, commitment: B256) {
+    let mut v = (*shared.cluster().unwrap()).clone();
+    v.commitment = commitment;
+    v.block += 1;
+    shared.set_cluster(v, 0);
+}
+
+/// Hole 6: a node holding K1 while the chain's commitment says keccak(K2) (its K1 came from a
+/// view that was reorganised away) must not hand K1 out: it is not the cluster's key.
+#[tokio::test]
+async fn attack_peer_control_refuses_csk_not_matching_commitment() {
+    let k1 = SymmetricKey::from_bytes([0x11; 32]);
+    let k2 = SymmetricKey::from_bytes([0x22; 32]);
+    let x_b = X25519Secret::from_seed([2; 32]);
+    let s = server(Some(k1.clone()), &x_b).await;
+    recommit(&s.shared, k2.commitment());
+    let svc = peer::PeerControlService::new(Arc::clone(&s.shared));
+    assert!(
+        svc.answer(&[2; 32], lo(2)).is_err(),
+        "K1 must not be served under commitment keccak(K2)"
+    );
+    // Over gRPC: FAILED_PRECONDITION, and the message says why.
+    let e = peer::request_csk(
+        s.addr,
+        lo(2),
+        B256::repeat_byte(2),
+        &x_b,
+        k1.commitment(),
+        PullTimeouts::default(),
+    )
+    .await
+    .unwrap_err();
+    match e {
+        PullError::Refused(_, status) => {
+            assert_eq!(status.code(), Code::FailedPrecondition);
+            assert!(
+                status.message().contains("commitment"),
+                "{}",
+                status.message()
+            );
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    // No commitment at all on chain (it was reorganised out): nothing is served either.
+    recommit(&s.shared, B256::ZERO);
+    assert!(svc.answer(&[2; 32], lo(2)).is_err());
+    s.stop().await;
+}
+
+/// A node that submits nothing: the non-originator CSK path never submits.
+struct NoSubmissions;
+
+impl attestmesh_node::ports::Submitter for NoSubmissions {
+    fn submit(
+        &self,
+        _: Vec<u8>,
+    ) -> attestmesh_node::ports::BoxFuture<
+        '_,
+        Result<attestmesh_node::ports::Submitted, attestmesh_node::ports::SubmitError>,
+    > {
+        Box::pin(async {
+            Err(attestmesh_node::ports::SubmitError::Unavailable(
+                "not in this test".into(),
+            ))
+        })
+    }
+}
+
+/// Hole 6, the holder's side: B holds K1; the chain's commitment moves to keccak(K2) (a reorg).
+/// B drops K1 at once and re-pulls K2 from A, which holds it.
+#[tokio::test]
+async fn node_drops_a_superseded_csk_and_re_pulls() {
+    let k1 = SymmetricKey::from_bytes([0x11; 32]);
+    let k2 = SymmetricKey::from_bytes([0x22; 32]);
+    let x_b = X25519Secret::from_seed([2; 32]);
+    // A (the originator, 127.0.0.1) holds K2 under commitment keccak(K2).
+    let a = server(Some(k2.clone()), &x_b).await;
+    // B's own state: same members, still the old commitment and K1.
+    let b = Arc::new(Shared::new());
+    let mut view = (*a.shared.cluster().unwrap()).clone();
+    b.set_me(view.members[1].clone());
+    view.commitment = k1.commitment();
+    b.set_cluster(view.clone(), 0);
+    b.set_csk(k1.clone());
+    let ctx = attestmesh_node::cskflow::CskContext {
+        shared: Arc::clone(&b),
+        me: B256::repeat_byte(2),
+        my_ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+        x25519: x_b.clone(),
+        derived_csk: SymmetricKey::from_bytes([0x99; 32]),
+        state_key: SymmetricKey::from_bytes([0x55; 32]),
+        state: None,
+        submitter: Arc::new(NoSubmissions),
+        peer_control_port: a.addr.port(),
+        wake_follower: Arc::new(tokio::sync::Notify::new()),
+    };
+    let mut csk_rx = b.watch_csk();
+    let task = tokio::spawn(async move { ctx.maintain(k1).await });
+    // While the chain agrees, K1 stays.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!task.is_finished());
+    assert_eq!(b.csk().map(|k| k.commitment()), Some(view.commitment));
+
+    recommit(&b, k2.commitment());
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        csk_rx.wait_for(|k| k.is_none()),
+    )
+    .await;
+    assert!(dropped.is_ok(), "K1 dropped once the commitment moved");
+    drop(dropped);
+    let repulled = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        csk_rx.wait_for(|k| k.as_ref() == Some(&k2)),
+    )
+    .await;
+    assert!(repulled.is_ok(), "K2 pulled from A and verified");
+    drop(repulled);
+    assert!(b.status().csk_acquired);
+    task.abort();
+    a.stop().await;
+}

@@ -55,6 +55,15 @@ fn u64_field(v: &Value, path: &str) -> Result<u64, KeystoreError> {
         .ok_or_else(|| KeystoreError::Format(format!("{path} is not an integer")))
 }
 
+/// Largest scrypt working memory (`128 · r · n` bytes) a keystore may ask for: geth's standard
+/// parameters (n = 2^18, r = 8) need exactly this much. A file is input: without a bound, a
+/// crafted `n` makes the process abort on the allocation.
+pub const MAX_SCRYPT_MEMORY: u64 = 256 << 20;
+/// Largest scrypt parallelism `p` (work grows linearly with it; wallets use 1, light mode 6).
+pub const MAX_SCRYPT_P: u64 = 16;
+/// Largest PBKDF2 iteration count (wallets use 262,144; more than this would run for minutes).
+pub const MAX_PBKDF2_ROUNDS: u64 = 10_000_000;
+
 fn derive_key(crypto: &Value, password: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
     let kdf = str_field(crypto, "kdf")?;
     let salt = hex_field(crypto, "kdfparams.salt")?;
@@ -81,6 +90,16 @@ fn derive_key(crypto: &Value, password: &[u8]) -> Result<Zeroizing<Vec<u8>>, Key
                 what,
                 value: v.to_string(),
             };
+            // Refuse work beyond what any wallet writes before scrypt allocates or loops.
+            let memory = u128::from(r)
+                .saturating_mul(u128::from(n))
+                .saturating_mul(128);
+            if memory > u128::from(MAX_SCRYPT_MEMORY) {
+                return Err(bad("scrypt memory (128 * r * n)", n.saturating_mul(r)));
+            }
+            if p > MAX_SCRYPT_P {
+                return Err(bad("kdfparams.p", p));
+            }
             let params = scrypt::Params::new(
                 n.trailing_zeros() as u8,
                 u32::try_from(r).map_err(|_| bad("kdfparams.r", r))?,
@@ -100,6 +119,12 @@ fn derive_key(crypto: &Value, password: &[u8]) -> Result<Zeroizing<Vec<u8>>, Key
                 });
             }
             let c = u64_field(crypto, "kdfparams.c")?;
+            if c > MAX_PBKDF2_ROUNDS {
+                return Err(KeystoreError::Unsupported {
+                    what: "kdfparams.c",
+                    value: c.to_string(),
+                });
+            }
             let c = u32::try_from(c).map_err(|_| KeystoreError::Unsupported {
                 what: "kdfparams.c",
                 value: c.to_string(),

@@ -133,15 +133,14 @@ impl GuestAgentClient {
 
     /// `/Info`, with `app_id` checked to be an address.
     pub async fn info(&self) -> Result<InfoResponse, AgentError> {
-        let info: InfoResponse = self.call("Info", &serde_json::json!({})).await?;
-        parse_app_id(&info.app_id)?;
-        Ok(info)
+        let (status, body) = self.call("Info", &serde_json::json!({})).await?;
+        decode_info(status, &body).map(|(info, _)| info)
     }
 
     /// The app id (= member contract address) from `/Info`.
     pub async fn app_id(&self) -> Result<alloy_primitives::Address, AgentError> {
-        let info: InfoResponse = self.call("Info", &serde_json::json!({})).await?;
-        parse_app_id(&info.app_id)
+        let (status, body) = self.call("Info", &serde_json::json!({})).await?;
+        decode_info(status, &body).map(|(_, app_id)| app_id)
     }
 
     /// `/GetKey`, decoded and checked: a seed of at least 32 bytes and a 2-entry chain of
@@ -157,8 +156,8 @@ impl GuestAgentClient {
             purpose: purpose.to_string(),
             algorithm: algorithm.to_string(),
         };
-        let resp: GetKeyResponse = self.call("GetKey", &req).await?;
-        decode_key(path, &resp)
+        let (status, body) = self.call("GetKey", &req).await?;
+        decode_get_key(path, status, &body)
     }
 
     /// `/GetQuote` with up to 64 bytes of report data.
@@ -169,17 +168,17 @@ impl GuestAgentClient {
         let req = GetQuoteRequest {
             report_data: hexfmt::encode(report_data),
         };
-        let resp: GetQuoteResponse = self.call("GetQuote", &req).await?;
-        hexfmt::decode("quote", &resp.quote)?;
-        Ok(resp)
+        let (status, body) = self.call("GetQuote", &req).await?;
+        decode_get_quote(status, &body)
     }
 
-    /// One `POST /<method>` round trip under the deadline.
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    /// One `POST /<method>` round trip under the deadline: the status and the (size-capped)
+    /// body, decoded by the `decode_*` functions.
+    async fn call<Req: Serialize>(
         &self,
         method: &'static str,
         body: &Req,
-    ) -> Result<Resp, AgentError> {
+    ) -> Result<(StatusCode, Bytes), AgentError> {
         match tokio::time::timeout(self.timeout, self.exchange(method, body)).await {
             Ok(r) => r,
             Err(_) => Err(AgentError::Timeout {
@@ -189,11 +188,11 @@ impl GuestAgentClient {
         }
     }
 
-    async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
+    async fn exchange<Req: Serialize>(
         &self,
         method: &'static str,
         body: &Req,
-    ) -> Result<Resp, AgentError> {
+    ) -> Result<(StatusCode, Bytes), AgentError> {
         let stream = match tokio::net::UnixStream::connect(&self.socket).await {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -244,28 +243,67 @@ impl GuestAgentClient {
                     Err(_) => AgentError::TooLarge { method },
                 })?
                 .to_bytes();
-            if !status.is_success() {
-                let message = match serde_json::from_slice::<ErrorBody>(&body) {
-                    Ok(e) => e.error,
-                    Err(_) => snippet(&body),
-                };
-                return Err(AgentError::Status {
-                    method,
-                    status,
-                    message,
-                });
-            }
-            serde_json::from_slice(&body).map_err(|source| AgentError::NotJson {
-                method,
-                snippet: snippet(&body),
-                source,
-            })
+            Ok((status, body))
         }
         .await;
         drop(sender);
         conn_task.abort();
         result
     }
+}
+
+/// Turns one answer of the guest agent into `Resp`: a non-success status becomes
+/// [`AgentError::Status`] with the agent's `{"error"}` message (or a snippet), a body that is not
+/// the expected JSON becomes [`AgentError::NotJson`]. These bytes come from outside the agent's
+/// code, so this (and the `decode_*` functions built on it) is what the fuzz targets exercise.
+pub fn decode_body<Resp: DeserializeOwned>(
+    method: &'static str,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<Resp, AgentError> {
+    if !status.is_success() {
+        let message = match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(e) => e.error,
+            Err(_) => snippet(body),
+        };
+        return Err(AgentError::Status {
+            method,
+            status,
+            message,
+        });
+    }
+    serde_json::from_slice(body).map_err(|source| AgentError::NotJson {
+        method,
+        snippet: snippet(body),
+        source,
+    })
+}
+
+/// Decodes an `/Info` answer and its `app_id` (an address, with or without `0x`).
+pub fn decode_info(
+    status: StatusCode,
+    body: &[u8],
+) -> Result<(InfoResponse, alloy_primitives::Address), AgentError> {
+    let info: InfoResponse = decode_body("Info", status, body)?;
+    let app_id = parse_app_id(&info.app_id)?;
+    Ok((info, app_id))
+}
+
+/// Decodes and checks a `/GetKey` answer for `path` (see [`decode_key`]).
+pub fn decode_get_key(
+    path: &str,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<DerivedKey, AgentError> {
+    let resp: GetKeyResponse = decode_body("GetKey", status, body)?;
+    decode_key(path, &resp)
+}
+
+/// Decodes a `/GetQuote` answer; the quote must be hex.
+pub fn decode_get_quote(status: StatusCode, body: &[u8]) -> Result<GetQuoteResponse, AgentError> {
+    let resp: GetQuoteResponse = decode_body("GetQuote", status, body)?;
+    hexfmt::decode("quote", &resp.quote)?;
+    Ok(resp)
 }
 
 fn snippet(body: &[u8]) -> String {

@@ -1,0 +1,188 @@
+//! Fuzz targets (issue 11, BRIEF convention): the guest agent's JSON answers. The agent is
+//! outside the node's code (and devtee stands in for it in tests), so every body it returns is
+//! decoded as untrusted bytes: arbitrary input and mutations of real answers must give a typed
+//! error or a checked value, never a panic. `ATTESTMESH_FUZZ_CASES` bounds the run (default 256).
+
+#![allow(clippy::unwrap_used)]
+
+use attestmesh_tee::client::{AgentError, decode_get_key, decode_get_quote, decode_info};
+use attestmesh_tee::wire::{GetKeyResponse, GetQuoteResponse, InfoResponse};
+use hyper::StatusCode;
+use proptest::prelude::*;
+use proptest::test_runner::Config as ProptestConfig;
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("ATTESTMESH_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// One edit of a valid encoding: flip a bit, insert a byte, delete a byte, or truncate.
+#[derive(Debug, Clone)]
+enum Edit {
+    Flip(usize, u8),
+    Insert(usize, u8),
+    Delete(usize),
+    Truncate(usize),
+}
+
+fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    prop::collection::vec(
+        prop_oneof![
+            (any::<usize>(), 0u8..8).prop_map(|(i, b)| Edit::Flip(i, b)),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Insert(i, b)),
+            any::<usize>().prop_map(Edit::Delete),
+            any::<usize>().prop_map(Edit::Truncate),
+        ],
+        1..6,
+    )
+}
+
+fn mutate(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+    for e in edits {
+        let n = bytes.len();
+        match *e {
+            Edit::Flip(i, bit) if n > 0 => bytes[i % n] ^= 1 << bit,
+            Edit::Insert(i, b) => bytes.insert(i % (n + 1), b),
+            Edit::Delete(i) if n > 0 => {
+                bytes.remove(i % n);
+            }
+            Edit::Truncate(i) => bytes.truncate(i % (n + 1)),
+            _ => {}
+        }
+    }
+    bytes
+}
+
+fn statuses() -> impl Strategy<Value = StatusCode> {
+    prop_oneof![
+        4 => Just(StatusCode::OK),
+        1 => (100u16..600).prop_map(|c| StatusCode::from_u16(c).unwrap()),
+    ]
+}
+
+fn valid_info() -> Vec<u8> {
+    serde_json::to_vec(&InfoResponse {
+        app_id: "7a27fc94b2d4b5b57a5d5f7a4cf4fd7e5c5b2a11".into(),
+        instance_id: "0f".into(),
+        compose_hash: "ab".repeat(32),
+        tcb_info: r#"{"mrtd":"00"}"#.into(),
+        ..InfoResponse::default()
+    })
+    .unwrap()
+}
+
+fn valid_key() -> Vec<u8> {
+    serde_json::to_vec(&GetKeyResponse {
+        key: "11".repeat(32),
+        signature_chain: vec!["22".repeat(65), "33".repeat(65)],
+    })
+    .unwrap()
+}
+
+fn valid_quote() -> Vec<u8> {
+    serde_json::to_vec(&GetQuoteResponse {
+        quote: "0400".repeat(40),
+        event_log: "[]".into(),
+        report_data: Some("00".repeat(64)),
+        vm_config: None,
+    })
+    .unwrap()
+}
+
+/// A non-success status is always an error carrying that status, whatever the body says.
+fn check_status<T: std::fmt::Debug>(status: StatusCode, r: &Result<T, AgentError>) {
+    if !status.is_success() {
+        match r {
+            Err(AgentError::Status { status: s, .. }) => assert_eq!(*s, status),
+            other => panic!("status {status} decoded as {other:?}"),
+        }
+    }
+}
+
+fn check_info(status: StatusCode, body: &[u8]) {
+    let r = decode_info(status, body);
+    check_status(status, &r);
+    if let Ok((info, app_id)) = r {
+        // Accepted only with an app id that is exactly an address.
+        let hex = info.app_id.trim_start_matches("0x");
+        assert_eq!(
+            alloy_primitives::hex::decode(hex).unwrap(),
+            app_id.as_slice()
+        );
+    }
+}
+
+fn check_key(status: StatusCode, body: &[u8]) {
+    let r = decode_get_key("attestmesh/x25519/v1", status, body);
+    check_status(status, &r);
+    if let Ok(k) = r {
+        // The seed is the first 32 bytes of the key, and the chain is two 65-byte signatures.
+        let resp: GetKeyResponse = serde_json::from_slice(body).unwrap();
+        let raw = alloy_primitives::hex::decode(resp.key.trim_start_matches("0x")).unwrap();
+        assert_eq!(&k.seed[..], &raw[..32]);
+        assert_eq!(resp.signature_chain.len(), 2);
+    }
+}
+
+fn check_quote(status: StatusCode, body: &[u8]) {
+    let r = decode_get_quote(status, body);
+    check_status(status, &r);
+    if let Ok(q) = r {
+        assert!(alloy_primitives::hex::decode(q.quote.trim_start_matches("0x")).is_ok());
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn fuzz_info_response(status in statuses(), arbitrary in prop::collection::vec(any::<u8>(), 0..512), e in edits()) {
+        check_info(status, &arbitrary);
+        check_info(status, &mutate(valid_info(), &e));
+    }
+
+    #[test]
+    fn fuzz_get_key_response(status in statuses(), arbitrary in prop::collection::vec(any::<u8>(), 0..512), e in edits()) {
+        check_key(status, &arbitrary);
+        check_key(status, &mutate(valid_key(), &e));
+    }
+
+    #[test]
+    fn fuzz_get_quote_response(status in statuses(), arbitrary in prop::collection::vec(any::<u8>(), 0..512), e in edits()) {
+        check_quote(status, &arbitrary);
+        check_quote(status, &mutate(valid_quote(), &e));
+    }
+
+    /// Structured JSON of the right shape with arbitrary field strings: gets past the parser to
+    /// the hex and length checks.
+    #[test]
+    fn fuzz_get_key_fields(key in "[0-9a-fA-Fx]{0,80}", a in "[0-9a-f]{0,140}", b in "[0-9a-f]{0,140}", extra in prop::option::of("[0-9a-f]{0,10}")) {
+        let mut chain = vec![a, b];
+        if let Some(x) = extra {
+            chain.push(x);
+        }
+        let body = serde_json::to_vec(&serde_json::json!({"key": key, "signature_chain": chain})).unwrap();
+        check_key(StatusCode::OK, &body);
+    }
+}
+
+/// The valid seeds decode: the mutations start from real answers, not from garbage.
+#[test]
+fn valid_seeds_decode() {
+    check_info(StatusCode::OK, &valid_info());
+    assert!(decode_info(StatusCode::OK, &valid_info()).is_ok());
+    assert!(decode_get_key("p", StatusCode::OK, &valid_key()).is_ok());
+    assert!(decode_get_quote(StatusCode::OK, &valid_quote()).is_ok());
+    let e = decode_get_quote(StatusCode::BAD_REQUEST, br#"{"error":"no"}"#).unwrap_err();
+    assert!(
+        matches!(e, AgentError::Status { ref message, .. } if message == "no"),
+        "{e}"
+    );
+}
