@@ -9,16 +9,11 @@
 pub mod follower;
 pub mod http;
 pub mod hub;
-pub mod intake;
-pub mod registry;
 pub mod service;
 pub mod state;
 
-pub mod pb {
-    //! Generated from proto/indexer.proto by build.rs (protox, no protoc).
-    #![allow(clippy::all, missing_docs)]
-    tonic::include_proto!("attestmesh.indexer.v1");
-}
+/// The Indexer protocol, generated once for every crate by `attestmesh-proto`.
+pub use attestmesh_proto::indexer as pb;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -16,13 +16,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::intake::WakeUp;
 use alloy_primitives::B256;
 use attestmesh_core::follower::{
     BlockRef, Checkpoint, Dedupe, Fetched, Follower as Core, FollowerError,
 };
 use attestmesh_core::keys::X25519Secret;
 use attestmesh_core::mesh::MeshCidr;
-use attestmesh_indexer::intake::WakeUp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
@@ -154,7 +154,7 @@ impl Follower {
         }
     }
 
-    /// Verified Indexer wake-ups (from `attestmesh_indexer::intake::Intake::run`).
+    /// Verified Indexer wake-ups (from [`crate::intake::Intake::run`]).
     pub fn with_wakeups(mut self, rx: mpsc::Receiver<WakeUp>) -> Self {
         self.wakeups = Some(rx);
         self

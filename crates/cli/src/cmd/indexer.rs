@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use attestmesh_chain::rpc::{Receipt, RpcClient, RpcError};
 use attestmesh_chain::tx::{Call, TxError, TxStep, Wallet};
 use attestmesh_core::keys::OwnerKey;
-use attestmesh_indexer::registry;
+use attestmesh_node::indexer_registry as registry;
 use attestmesh_tee::client::GuestAgentClient;
 
 #[derive(Debug, clap::Args)]

@@ -1,6 +1,6 @@
 //! The agent's verified intake of Indexer pushes (DESIGN §1 invariant 5, §9.2).
 //!
-//! A library, so the agent (crates/node) plugs it in next to its chain follower:
+//! The runtime plugs it in next to the chain follower ([`crate::follower`]):
 //!
 //! ```ignore
 //! let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel(64);
@@ -43,9 +43,11 @@ use attestmesh_chain::rpc::{RpcClient, RpcError};
 use attestmesh_core::push::{PushBody, PushError, REPRO_METHOD, fixed, repro_params_json};
 use tokio::sync::mpsc;
 
-use crate::follower::RpcLog;
-use crate::pb;
-use crate::registry::{self, IndexerInfo, RegistryError};
+use attestmesh_proto::indexer as pb;
+use attestmesh_tee::quote::{self, QuoteError};
+use serde::Deserialize;
+
+use crate::indexer_registry::{self as registry, IndexerInfo, RegistryError};
 
 /// A verified push, reduced to the one thing the agent may use: "poll now, up to this block".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,11 +223,12 @@ pub fn verify_attestation(
     info: &IndexerInfo,
     allow_simulated: bool,
 ) -> Result<(), Rejection> {
-    let (report_data, code) = quote_report_data(&att.quote, allow_simulated)?;
-    if !attestmesh_core::push::report_data_binds(&report_data, &info.pubkey) {
+    let q = quote::report_data(&att.quote, allow_simulated)
+        .map_err(|e: QuoteError| Rejection::BadQuote(e.to_string()))?;
+    if !attestmesh_core::push::report_data_binds(&q.report_data, &info.pubkey) {
         return Err(Rejection::UnboundAttestation);
     }
-    if let Some(code) = code
+    if let Some(code) = q.simulated_compose_hash
         && info.code_id != B256::ZERO
         && code != info.code_id
     {
@@ -237,43 +240,20 @@ pub fn verify_attestation(
     Ok(())
 }
 
-/// report_data (and, for devtee quotes, the compose hash) of a quote.
-///
-/// TDX quote v4: 48-byte header, then the TD report body whose report_data sits at offset 520.
-/// v5 inserts a 6-byte body descriptor (type u16, size u32) after the header.
-fn quote_report_data(
-    quote: &[u8],
-    allow_simulated: bool,
-) -> Result<([u8; 64], Option<B256>), Rejection> {
-    if quote.starts_with(attestmesh_tee::devtee::SIMULATED_QUOTE_MAGIC) {
-        if !allow_simulated {
-            return Err(Rejection::BadQuote(
-                "simulated devtee quote refused (allow_simulated_quotes is off)".into(),
-            ));
-        }
-        let (_, compose, rd) = attestmesh_tee::devtee::parse_simulated_quote(quote)
-            .ok_or_else(|| Rejection::BadQuote("truncated simulated quote".into()))?;
-        return Ok((rd, Some(compose)));
-    }
-    let version = match quote.get(..2) {
-        Some(v) => u16::from_le_bytes([v[0], v[1]]),
-        None => return Err(Rejection::BadQuote("empty quote".into())),
-    };
-    let offset = match version {
-        4 => 48 + 520,
-        5 => 48 + 6 + 520,
-        v => {
-            return Err(Rejection::BadQuote(format!(
-                "unsupported quote version {v}"
-            )));
-        }
-    };
-    let rd = quote.get(offset..offset + 64).ok_or_else(|| {
-        Rejection::BadQuote(format!("quote of {} bytes is truncated", quote.len()))
-    })?;
-    let mut out = [0u8; 64];
-    out.copy_from_slice(rd);
-    Ok((out, None))
+/// A log of the repro stub's answer, with the fields a push claims. Every field is required: an
+/// answer the intake cannot compare is treated as inconclusive, like an RPC error.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReproLog {
+    address: Address,
+    topics: Vec<B256>,
+    data: alloy_primitives::Bytes,
+    block_number: alloy_primitives::U64,
+    block_hash: B256,
+    transaction_hash: B256,
+    log_index: alloy_primitives::U64,
+    #[serde(default)]
+    removed: bool,
 }
 
 /// Small non-cryptographic PRNG (SplitMix64) for backoff jitter and repro sampling: neither needs
@@ -591,7 +571,7 @@ impl Intake {
             Ok(v) => v,
             Err(e) => return Err(Rejection::Malformed(format!("repro params: {e}"))),
         };
-        let logs: Vec<RpcLog> = match self.rpc.call(REPRO_METHOD, params).await {
+        let logs: Vec<ReproLog> = match self.rpc.call(REPRO_METHOD, params).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::debug!(error = %e, "repro sample inconclusive");
