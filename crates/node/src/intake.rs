@@ -297,6 +297,20 @@ fn backoff_delay(base: Duration, max: Duration, attempt: u32, j: &mut Jitter) ->
     half + half.mul_f64(j.unit())
 }
 
+/// Whether the Indexer refused our `from_block` as deeper than it replays: RESOURCE_EXHAUSTED
+/// tagged with the replay-depth cap, or OUT_OF_RANGE (Indexers before the caps of issue 11).
+/// Any other refusal (a subscription cap) is backed off like a transport error.
+fn resume_refused(s: &tonic::Status) -> bool {
+    match s.code() {
+        tonic::Code::OutOfRange => true,
+        tonic::Code::ResourceExhausted => s
+            .metadata()
+            .get(pb::CAP_METADATA_KEY)
+            .is_some_and(|v| v.as_bytes() == pb::CAP_REPLAY_DEPTH.as_bytes()),
+        _ => false,
+    }
+}
+
 /// How a session ended.
 enum End {
     Shutdown,
@@ -457,7 +471,7 @@ impl Intake {
         };
         let connect = async {
             let ep = tonic::transport::Endpoint::from_shared(info.endpoint.clone())
-                .map_err(|e| format!("registry endpoint {:?}: {e}", info.endpoint))?
+                .map_err(|e| End::Transport(format!("registry endpoint {:?}: {e}", info.endpoint)))?
                 .connect_timeout(self.cfg.connect_timeout)
                 .tcp_nodelay(true)
                 // A silently dead Indexer would otherwise hold the session forever.
@@ -467,17 +481,17 @@ impl Intake {
             let ch = ep
                 .connect()
                 .await
-                .map_err(|e| format!("connect {}: {e}", info.endpoint))?;
+                .map_err(|e| End::Transport(format!("connect {}: {e}", info.endpoint)))?;
             let mut client = pb::indexer_client::IndexerClient::new(ch);
             client
                 .subscribe(hello)
                 .await
                 .map(|r| r.into_inner())
                 .map_err(|s| {
-                    if s.code() == tonic::Code::OutOfRange {
-                        String::from("out_of_range")
+                    if resume_refused(&s) {
+                        End::ResumeTooOld
                     } else {
-                        format!("subscribe: {s}")
+                        End::Transport(format!("subscribe: {s}"))
                     }
                 })
         };
@@ -485,8 +499,7 @@ impl Intake {
             _ = &mut *shutdown => return Ok(End::Shutdown),
             r = tokio::time::timeout(self.cfg.connect_timeout, connect) => match r {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) if e == "out_of_range" => return Ok(End::ResumeTooOld),
-                Ok(Err(e)) => return Ok(End::Transport(e)),
+                Ok(Err(end)) => return Ok(end),
                 Err(_) => return Ok(End::Transport(format!("connect {} timed out", info.endpoint))),
             },
         };
@@ -619,6 +632,21 @@ mod tests {
             .map(|_| backoff_delay(base, max, 10, &mut j))
             .collect();
         assert!(a.windows(2).any(|w| w[0] != w[1]), "jitter varies");
+    }
+
+    #[test]
+    fn only_the_replay_depth_refusal_restarts_live() {
+        assert!(resume_refused(&tonic::Status::out_of_range("old Indexer")));
+        let mut deep = tonic::Status::resource_exhausted("max_replay_blocks: …");
+        deep.metadata_mut().insert(
+            pb::CAP_METADATA_KEY,
+            tonic::metadata::MetadataValue::from_static(pb::CAP_REPLAY_DEPTH),
+        );
+        assert!(resume_refused(&deep));
+        // A subscription cap (or a slow-subscriber kill) backs off instead.
+        let capped = tonic::Status::resource_exhausted("max_replay_blocks in the message only");
+        assert!(!resume_refused(&capped));
+        assert!(!resume_refused(&tonic::Status::unavailable("down")));
     }
 
     #[test]
