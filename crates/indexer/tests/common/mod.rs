@@ -209,3 +209,90 @@ pub async fn send_msg(
         .unwrap()
         .block_number
 }
+
+// ---------------------------------------------------------------------------------------------
+// A JSON-RPC endpoint with a provider's result cap: forwards every call to anvil, but refuses an
+// `eth_getLogs` whose answer holds more than `limit` logs with the error geth and Infura return
+// (code -32005, "query returned more than N results").
+
+/// The capped endpoint's URL and how many `eth_getLogs` it refused.
+pub struct CappedRpc {
+    pub url: String,
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CappedRpc {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn capped_rpc(upstream: &str, limit: usize) -> CappedRpc {
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let rpc = RpcClient::new(upstream).unwrap();
+    let refused = std::sync::Arc::new(AtomicU64::new(0));
+    let count = refused.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (rpc, count) = (rpc.clone(), count.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (rpc, count) = (rpc.clone(), count.clone());
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let call: serde_json::Value =
+                                serde_json::from_slice(&body).unwrap_or_default();
+                            let method = call["method"].as_str().unwrap_or_default().to_string();
+                            let answer = match rpc
+                                .call::<serde_json::Value>(&method, call["params"].clone())
+                                .await
+                            {
+                                Ok(v)
+                                    if method == "eth_getLogs"
+                                        && v.as_array().is_some_and(|a| a.len() > limit) =>
+                                {
+                                    count.fetch_add(1, Ordering::Relaxed);
+                                    serde_json::json!({"jsonrpc": "2.0", "id": call["id"], "error": {
+                                        "code": -32005,
+                                        "message": format!("query returned more than {limit} results"),
+                                    }})
+                                }
+                                Ok(v) => {
+                                    serde_json::json!({"jsonrpc": "2.0", "id": call["id"], "result": v})
+                                }
+                                Err(attestmesh_chain::rpc::RpcError::Rpc {
+                                    code, message, ..
+                                }) => {
+                                    serde_json::json!({"jsonrpc": "2.0", "id": call["id"], "error": {"code": code, "message": message}})
+                                }
+                                Err(e) => {
+                                    serde_json::json!({"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32603, "message": e.to_string()}})
+                                }
+                            };
+                            let mut resp = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(answer.to_string()),
+                            ));
+                            resp.headers_mut().insert(
+                                hyper::header::CONTENT_TYPE,
+                                hyper::header::HeaderValue::from_static("application/json"),
+                            );
+                            Ok::<_, hyper::Error>(resp)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    CappedRpc { url, refused, task }
+}
