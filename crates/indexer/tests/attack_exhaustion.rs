@@ -7,15 +7,12 @@ mod common;
 use std::time::Duration;
 
 use alloy_primitives::{Address, B256};
-use attestmesh_chain::deploy::ENTRY_POINT_V07;
-use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
-use attestmesh_core::mesh::MeshCidr;
+use attestmesh_chain::devstack::Devchain;
 use attestmesh_indexer::Config;
 use attestmesh_indexer::pb::{Hello, indexer_client::IndexerClient};
-use attestmesh_tee::kms;
 use common::{
-    Running, devtee, http_get, metric, next_push, register_members, send_msg, start_indexer,
-    try_subscribe, wait_indexed,
+    Running, dev_cluster, devtee, http_get, metric, next_push, register_members, send_msg,
+    start_indexer, try_subscribe, wait_indexed,
 };
 use tokio_stream::StreamExt;
 
@@ -32,20 +29,8 @@ struct World {
 }
 
 async fn world(tune: impl FnOnce(&mut Config)) -> World {
-    let repo = devstack::repo_root(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = devstack::artifacts(&repo, &[]).unwrap();
-    let chain = Devchain::start(&repo).await.unwrap();
-    let (owner, submitter) = (chain.accounts[1], chain.accounts[2]);
-    let spec = ClusterSpec {
-        owner,
-        cidr: MeshCidr::new(0x0a0d_0000, 16).unwrap(),
-        kms_roots: vec![kms::DEV_KMS_ROOT_ADDRESS],
-        salt: B256::repeat_byte(1),
-    };
-    let (infra, cluster) = chain
-        .deploy_dev_cluster(&artifacts, ENTRY_POINT_V07, &spec)
-        .await
-        .unwrap();
+    let (chain, _artifacts, infra, cluster) = dev_cluster().await;
+    let submitter = chain.accounts[2];
     let tmp = tempfile::tempdir().unwrap();
     let (tees, members) =
         register_members(&chain, &infra, cluster, submitter, tmp.path(), &[2, 3]).await;

@@ -9,14 +9,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use alloy_primitives::{Address, B256, keccak256};
-use attestmesh_chain::deploy::{self, ENTRY_POINT_V07};
-use attestmesh_chain::devstack::{self, ClusterSpec, Devchain, dev_cluster_args};
+use attestmesh_chain::deploy::{self};
+use attestmesh_chain::devstack::dev_cluster_args;
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_indexer::Config;
 use attestmesh_tee::kms;
 use common::{
-    capped_rpc, devtee, next_push, register_members, send_msg, start_indexer, subscribe,
-    wait_indexed,
+    capped_rpc, dev_cluster, devtee, next_push, register_members, send_msg, start_indexer,
+    subscribe, wait_indexed,
 };
 
 /// The provider's cap on logs per answer.
@@ -26,20 +26,8 @@ const NOISE: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_indexer_noisy_cluster_does_not_stall_others() {
-    let repo = devstack::repo_root(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = devstack::artifacts(&repo, &[]).unwrap();
-    let chain = Devchain::start(&repo).await.unwrap();
+    let (chain, _artifacts, infra, quiet) = dev_cluster().await;
     let (owner, submitter) = (chain.accounts[1], chain.accounts[2]);
-    let spec = ClusterSpec {
-        owner,
-        cidr: MeshCidr::new(0x0a0d_0000, 16).unwrap(),
-        kms_roots: vec![kms::DEV_KMS_ROOT_ADDRESS],
-        salt: B256::repeat_byte(1),
-    };
-    let (infra, quiet) = chain
-        .deploy_dev_cluster(&artifacts, ENTRY_POINT_V07, &spec)
-        .await
-        .unwrap();
     let noisy = deploy::deploy_cluster(
         &chain.rpc,
         chain.deployer(),

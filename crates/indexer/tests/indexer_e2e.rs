@@ -8,17 +8,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, hex, keccak256};
-use attestmesh_chain::deploy::ENTRY_POINT_V07;
-use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
 use attestmesh_chain::rpc::RpcClient;
-use attestmesh_core::mesh::MeshCidr;
 use attestmesh_core::push::{PushBody, fixed, report_data_binds};
 use attestmesh_indexer::pb;
 use attestmesh_indexer::{Config, state};
 use attestmesh_tee::devtee::parse_simulated_quote;
-use attestmesh_tee::kms;
 use common::{
-    devtee, http_get, next_push, register_members, send_msg, start_indexer, subscribe, wait_indexed,
+    dev_cluster, devtee, http_get, next_push, register_members, send_msg, start_indexer, subscribe,
+    wait_indexed,
 };
 use tokio_stream::StreamExt;
 
@@ -61,21 +58,9 @@ async fn check_repro(rpc: &RpcClient, b: &PushBody) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexer_pushes_signed_wakeups_end_to_end() {
-    let repo = devstack::repo_root(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = devstack::artifacts(&repo, &[]).unwrap();
-    let chain = Devchain::start(&repo).await.unwrap();
+    let (chain, _artifacts, infra, cluster) = dev_cluster().await;
     let rpc = chain.rpc.clone();
-    let (owner, submitter) = (chain.accounts[1], chain.accounts[2]);
-    let spec = ClusterSpec {
-        owner,
-        cidr: MeshCidr::new(0x0a0d_0000, 16).unwrap(),
-        kms_roots: vec![kms::DEV_KMS_ROOT_ADDRESS],
-        salt: B256::repeat_byte(1),
-    };
-    let (infra, cluster) = chain
-        .deploy_dev_cluster(&artifacts, ENTRY_POINT_V07, &spec)
-        .await
-        .unwrap();
+    let submitter = chain.accounts[2];
     let tmp = tempfile::tempdir().unwrap();
     let (_tees, members) =
         register_members(&chain, &infra, cluster, submitter, tmp.path(), &[2, 3]).await;

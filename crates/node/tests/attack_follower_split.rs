@@ -12,16 +12,13 @@ use std::sync::atomic::Ordering;
 use alloy_primitives::B256;
 use alloy_sol_types::SolCall;
 use attestmesh_chain::bindings::IMessageFacet;
-use attestmesh_chain::deploy::ENTRY_POINT_V07;
-use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::keys::X25519Secret;
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_node::chainview::ClusterReader;
 use attestmesh_node::follower::{Follower, FollowerConfig};
 use attestmesh_node::state::Shared;
-use attestmesh_tee::kms;
-use common::{capped_rpc, register_members};
+use common::{DEV_CIDR, capped_rpc, dev_cluster, register_members};
 
 /// The provider's cap on logs per answer.
 const LIMIT: usize = 10;
@@ -30,21 +27,9 @@ const BURST: usize = 35;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_follower_message_burst_does_not_stall() {
-    let repo = devstack::repo_root(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = devstack::artifacts(&repo, &[]).unwrap();
-    let chain = Devchain::start(&repo).await.unwrap();
-    let (owner, submitter) = (chain.accounts[1], chain.accounts[2]);
-    let cidr = MeshCidr::new(0x0a0d_0000, 16).unwrap();
-    let spec = ClusterSpec {
-        owner,
-        cidr,
-        kms_roots: vec![kms::DEV_KMS_ROOT_ADDRESS],
-        salt: B256::repeat_byte(1),
-    };
-    let (infra, cluster) = chain
-        .deploy_dev_cluster(&artifacts, ENTRY_POINT_V07, &spec)
-        .await
-        .unwrap();
+    let (chain, _artifacts, infra, cluster) = dev_cluster().await;
+    let submitter = chain.accounts[2];
+    let cidr = MeshCidr::new(DEV_CIDR, 16).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (_tees, m) =
         register_members(&chain, &infra, cluster, submitter, tmp.path(), &[2, 3]).await;

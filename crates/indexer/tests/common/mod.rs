@@ -13,13 +13,16 @@ use attestmesh_indexer::{Config, Indexer};
 use tokio_stream::StreamExt;
 
 use alloy_primitives::{Address, B256, U256};
+use attestmesh_chain::deploy::Artifacts;
 use attestmesh_chain::deploy::{self, Infra};
-use attestmesh_chain::devstack::Devchain;
+use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
 use attestmesh_core::ids::{DSTACK_ATTESTOR_ID, member_id};
+use attestmesh_core::mesh::MeshCidr;
 use attestmesh_tee::attestor::Attestor;
 use attestmesh_tee::client::GuestAgentClient;
 use attestmesh_tee::devtee::{Devtee, DevteeConfig};
 use attestmesh_tee::dstack::DstackAttestor;
+use attestmesh_tee::kms;
 
 /// An in-process devtee on its own socket, stopped when the sender drops.
 pub async fn devtee(socket: &Path, app_id: Address) -> tokio::sync::oneshot::Sender<()> {
@@ -31,6 +34,29 @@ pub async fn devtee(socket: &Path, app_id: Address) -> tokio::sync::oneshot::Sen
         let _ = rx.await;
     }));
     tx
+}
+
+/// The mesh of [`dev_cluster`]'s cluster.
+pub const DEV_CIDR: u32 = 0x0a0d_0000;
+
+/// A fresh anvil with the infrastructure and one development cluster owned by `accounts[1]`,
+/// trusting the devtee KMS root; returns the chain, its artifacts, the infrastructure and the
+/// cluster. (`accounts[2]` is free to submit registrations.)
+pub async fn dev_cluster() -> (Devchain, Artifacts, Infra, Address) {
+    let repo = devstack::repo_root(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = devstack::artifacts(&repo, &[]).unwrap();
+    let chain = Devchain::start(&repo).await.unwrap();
+    let spec = ClusterSpec {
+        owner: chain.accounts[1],
+        cidr: MeshCidr::new(DEV_CIDR, 16).unwrap(),
+        kms_roots: vec![kms::DEV_KMS_ROOT_ADDRESS],
+        salt: B256::repeat_byte(1),
+    };
+    let (infra, cluster) = chain
+        .deploy_dev_cluster(&artifacts, attestmesh_chain::deploy::ENTRY_POINT_V07, &spec)
+        .await
+        .unwrap();
+    (chain, artifacts, infra, cluster)
 }
 
 /// For each salt: deploys a ClusterMember in `cluster`, starts its in-process devtee on
