@@ -80,6 +80,63 @@ impl RpcError {
         }
     }
 
+    /// Whether an `eth_getLogs` was refused because its answer would be too large (too many
+    /// results, too many bytes, or a block range over the provider's cap): the same query over a
+    /// smaller range can succeed. The one place that knows what providers say:
+    ///
+    /// | provider | code | message |
+    /// |---|---|---|
+    /// | geth, Infura, Linea | -32005 (older geth -32000) | `query returned more than 10000 results` |
+    /// | Infura (range cap) | -32602 | `range 1000000 exceeds limit of 10000` |
+    /// | Alchemy | -32602 | `Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range…` |
+    /// | Alchemy (free tier) | -32600 | `You can make eth_getLogs requests with up to a 500 block range…` |
+    /// | QuickNode | -32614 (HTTP 413) | `eth_getLogs is limited to a 10,000 range` |
+    /// | Base (reth / op-reth) | -32602 | `query exceeds max results 20000, retry with the range A-B` |
+    /// | Erigon, other geth forks | -32000 | `block range is larger than max block range…`, `block range too high` |
+    /// | Tenderly | -32602 | data `range N is bigger than range limit 2000` |
+    ///
+    /// anvil has no such limit. A bare HTTP 413 (no JSON-RPC body) counts too. Matching needs
+    /// both a code providers use for it and a message phrase, so a rate limit (also -32005 on
+    /// Infura: "daily request count exceeded") is not mistaken for it.
+    pub fn is_range_too_large(&self) -> bool {
+        const CODES: &[i64] = &[-32000, -32005, -32600, -32602, -32614];
+        const PHRASES: &[&str] = &[
+            "returned more than",
+            "exceeds max results",
+            "too many results",
+            "too many logs",
+            "response size exceeded",
+            "response size too large",
+            "response too large",
+            "exceeds limit of",
+            "is limited to a",
+            "with up to a",
+            "max block range",
+            "block range too",
+            "block range is larger",
+            "block range is bigger",
+            "range limit",
+            "retry with the range",
+        ];
+        match self {
+            RpcError::Status { status, .. } => *status == 413,
+            RpcError::Rpc {
+                code,
+                message,
+                detail,
+                ..
+            } if CODES.contains(code) => {
+                let mut text = message.to_ascii_lowercase();
+                if let Some(d) = detail {
+                    text.push(' ');
+                    text.push_str(&d.to_string().to_ascii_lowercase());
+                }
+                PHRASES.iter().any(|p| text.contains(p))
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the node said the call reverts (as opposed to not answering): geth, reth and
     /// anvil answer code 3 with data, or -32000/-32015 "execution reverted" without.
     pub fn is_revert(&self) -> bool {
@@ -110,6 +167,38 @@ impl RpcError {
             _ => None,
         }
     }
+}
+
+/// Runs `fetch` over the blocks `[from, to]`, halving any sub-range whose error `too_large`
+/// recognises (normally [`RpcError::is_range_too_large`]) down to single blocks, so one busy
+/// stretch of the chain shrinks only its own requests; the next call starts at full size again.
+/// Results are concatenated in block order; a failed attempt contributes nothing, so nothing is
+/// duplicated. Errors other than "too large", or "too large" for a single block, are returned.
+pub async fn fetch_halving<T, E, F, Fut>(
+    from: u64,
+    to: u64,
+    too_large: impl Fn(&E) -> bool,
+    mut fetch: F,
+) -> Result<Vec<T>, E>
+where
+    F: FnMut(u64, u64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, E>>,
+{
+    let mut out = Vec::new();
+    // A stack of ranges still to read, the earliest on top.
+    let mut pending = vec![(from, to)];
+    while let Some((f, t)) = pending.pop() {
+        match fetch(f, t).await {
+            Ok(mut part) => out.append(&mut part),
+            Err(e) if f < t && too_large(&e) => {
+                let mid = f + (t - f) / 2;
+                pending.push((mid + 1, t));
+                pending.push((f, mid));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// A mined transaction's outcome.
@@ -852,5 +941,131 @@ mod tests {
             }
             .is_revert()
         );
+    }
+
+    #[test]
+    fn range_too_large_matches_what_providers_say() {
+        let rpc = |code: i64, message: &str, data: Option<Value>| RpcError::Rpc {
+            method: "eth_getLogs".into(),
+            code,
+            message: message.into(),
+            data: None,
+            detail: data.map(Box::new),
+        };
+        let too_large = [
+            rpc(-32005, "query returned more than 10000 results", None),
+            rpc(-32000, "query returned more than 10000 results", None),
+            rpc(-32602, "range 1000000 exceeds limit of 10000", None),
+            rpc(
+                -32602,
+                "Log response size exceeded. You can make eth_getLogs requests with up to a 2K \
+                 block range and no limit on the response size, or you can request any block \
+                 range with a cap of 10K logs in the response.",
+                None,
+            ),
+            rpc(
+                -32600,
+                "You can make eth_getLogs requests with up to a 500 block range. Based on your \
+                 parameters, this block range should work: [0x123c9b2, 0x123cba5]",
+                None,
+            ),
+            rpc(-32614, "eth_getLogs is limited to a 10,000 range", None),
+            rpc(
+                -32602,
+                "query exceeds max results 20000, retry with the range 25766988-25775072",
+                None,
+            ),
+            rpc(
+                -32000,
+                "block range is larger than max block range, block range = 5120, max block range = 5000",
+                None,
+            ),
+            rpc(-32600, "block range too high", None),
+            rpc(
+                -32602,
+                "invalid params",
+                Some(json!({"payload": "range 9009594 is bigger than range limit 2000"})),
+            ),
+            RpcError::Status {
+                method: "eth_getLogs".into(),
+                status: 413,
+            },
+        ];
+        for e in &too_large {
+            assert!(e.is_range_too_large(), "{e}");
+        }
+        let other = [
+            rpc(
+                -32005,
+                "daily request count exceeded, request rate limited",
+                None,
+            ),
+            rpc(
+                -32602,
+                "invalid argument 0: hex string without 0x prefix",
+                None,
+            ),
+            rpc(3, "execution reverted", None),
+            rpc(
+                -32601,
+                "the method eth_getLogs does not exist/is not available",
+                None,
+            ),
+            RpcError::Status {
+                method: "eth_getLogs".into(),
+                status: 429,
+            },
+        ];
+        for e in &other {
+            assert!(!e.is_range_too_large(), "{e}");
+        }
+    }
+
+    /// A fake endpoint holding one log per block, refusing any range with more than 3: the
+    /// halving reads every block once, in order, and only the busy request is split.
+    #[tokio::test]
+    async fn fetch_halving_splits_only_what_is_refused() {
+        let calls = std::sync::Mutex::new(Vec::new());
+        let fetch = |f: u64, t: u64| {
+            calls.lock().unwrap().push((f, t));
+            async move {
+                if t - f + 1 > 3 {
+                    Err(RpcError::Rpc {
+                        method: "eth_getLogs".into(),
+                        code: -32005,
+                        message: "query returned more than 3 results".into(),
+                        data: None,
+                        detail: None,
+                    })
+                } else {
+                    Ok((f..=t).collect::<Vec<u64>>())
+                }
+            }
+        };
+        let got = fetch_halving(10, 19, RpcError::is_range_too_large, fetch)
+            .await
+            .unwrap();
+        assert_eq!(got, (10..=19).collect::<Vec<_>>());
+        assert_eq!(
+            *calls.lock().unwrap(),
+            vec![
+                (10, 19),
+                (10, 14),
+                (10, 12),
+                (13, 14),
+                (15, 19),
+                (15, 17),
+                (18, 19)
+            ]
+        );
+        // A single block still too large, or any other error, is returned as is.
+        let one = fetch_halving(5, 5, RpcError::is_range_too_large, |_, _| async {
+            Err::<Vec<u64>, _>(RpcError::Status {
+                method: "eth_getLogs".into(),
+                status: 413,
+            })
+        })
+        .await;
+        assert!(matches!(one, Err(RpcError::Status { status: 413, .. })));
     }
 }

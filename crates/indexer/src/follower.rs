@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use alloy_primitives::{Address, B256, Bytes, U64, keccak256};
-use attestmesh_chain::rpc::RpcError;
+use attestmesh_chain::rpc::{RpcClient, RpcError, fetch_halving};
 use attestmesh_core::push::{PushBody, REPRO_METHOD, repro_params_json};
 use serde::Deserialize;
 
@@ -47,28 +47,57 @@ pub struct RpcLog {
 
 /// `eth_getLogs` over `[from, to]` for `addresses` (chunked), optionally only `topic0`, merged in
 /// chain order.
+///
+/// A request the provider refuses as too large (too many results or bytes: one busy cluster
+/// can cause it) is halved down to single blocks ([`fetch_halving`]); a single block still too
+/// large for a chunk of addresses is retried with half the addresses, so one noisy cluster never
+/// stalls the others. Only one address's single block over the provider's cap fails the call.
 pub async fn get_logs(
-    rpc: &attestmesh_chain::rpc::RpcClient,
+    rpc: &RpcClient,
     addresses: &[Address],
     topic0: Option<B256>,
     from: u64,
     to: u64,
 ) -> Result<Vec<RpcLog>, RpcError> {
     let mut all = Vec::new();
-    for chunk in addresses.chunks(ADDRESS_CHUNK) {
-        let mut filter = serde_json::json!({
-            "fromBlock": format!("{from:#x}"),
-            "toBlock": format!("{to:#x}"),
-            "address": chunk,
-        });
-        if let Some(t) = topic0 {
-            filter["topics"] = serde_json::json!([t]);
+    let mut groups: Vec<&[Address]> = addresses.chunks(ADDRESS_CHUNK).rev().collect();
+    while let Some(group) = groups.pop() {
+        let fetched = fetch_halving(from, to, RpcError::is_range_too_large, |f, t| {
+            get_logs_once(rpc, group, topic0, f, t)
+        })
+        .await;
+        match fetched {
+            Ok(mut logs) => all.append(&mut logs),
+            Err(e) if e.is_range_too_large() && group.len() > 1 => {
+                let (first, second) = group.split_at(group.len() / 2);
+                groups.push(second);
+                groups.push(first);
+            }
+            Err(e) => return Err(e),
         }
-        let logs: Vec<RpcLog> = rpc.call("eth_getLogs", serde_json::json!([filter])).await?;
-        all.extend(logs.into_iter().filter(|l| !l.removed));
     }
     all.sort_by_key(|l| (l.block_number, l.log_index));
     Ok(all)
+}
+
+/// One `eth_getLogs` call, pending (`removed`) logs dropped.
+async fn get_logs_once(
+    rpc: &RpcClient,
+    addresses: &[Address],
+    topic0: Option<B256>,
+    from: u64,
+    to: u64,
+) -> Result<Vec<RpcLog>, RpcError> {
+    let mut filter = serde_json::json!({
+        "fromBlock": format!("{from:#x}"),
+        "toBlock": format!("{to:#x}"),
+        "address": addresses,
+    });
+    if let Some(t) = topic0 {
+        filter["topics"] = serde_json::json!([t]);
+    }
+    let logs: Vec<RpcLog> = rpc.call("eth_getLogs", serde_json::json!([filter])).await?;
+    Ok(logs.into_iter().filter(|l| !l.removed).collect())
 }
 
 /// Signs one cluster log into a push and decides who receives it.

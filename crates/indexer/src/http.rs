@@ -43,7 +43,9 @@ fn metrics(s: &Shared) -> String {
          # TYPE attestmesh_indexer_pushes_sent_total counter\nattestmesh_indexer_pushes_sent_total {}\n\
          # TYPE attestmesh_indexer_slow_disconnects_total counter\nattestmesh_indexer_slow_disconnects_total {}\n\
          # TYPE attestmesh_indexer_logs_indexed_total counter\nattestmesh_indexer_logs_indexed_total {}\n\
-         # TYPE attestmesh_indexer_rpc_errors_total counter\nattestmesh_indexer_rpc_errors_total {}\n",
+         # TYPE attestmesh_indexer_rpc_errors_total counter\nattestmesh_indexer_rpc_errors_total {}\n\
+         # TYPE attestmesh_indexer_replay_pages_total counter\nattestmesh_indexer_replay_pages_total {}\n\
+         # TYPE attestmesh_indexer_subscriptions_refused_total counter\nattestmesh_indexer_subscriptions_refused_total {}\n",
         head.saturating_sub(indexed),
         s.cluster_count.load(Ordering::Relaxed),
         s.hub.subscriber_count(),
@@ -52,6 +54,8 @@ fn metrics(s: &Shared) -> String {
         c.slow_disconnects.load(Ordering::Relaxed),
         s.logs_indexed.load(Ordering::Relaxed),
         s.rpc_errors.load(Ordering::Relaxed),
+        c.replay_pages.load(Ordering::Relaxed),
+        c.refused.load(Ordering::Relaxed),
     )
 }
 

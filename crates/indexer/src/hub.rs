@@ -2,8 +2,12 @@
 //! full is disconnected with RESOURCE_EXHAUSTED, never skipped silently — a skipped wake-up would
 //! look like an Indexer lying by omission, while a dropped stream tells the agent to reconnect
 //! (with `from_block`) and catch up.
+//!
+//! Subscriptions are capped per (cluster, member) and in total (issue 11 hole 3): `Subscribe` is
+//! open to anyone (pushes are public data), so without caps one client could hold every socket,
+//! task and buffer the Indexer has. A refusal is RESOURCE_EXHAUSTED naming the cap.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,6 +15,7 @@ use std::task::{Context, Poll};
 
 use alloy_primitives::{Address, B256};
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::pb;
@@ -45,7 +50,54 @@ struct Inner {
     /// Highest block whose pushes were fully fanned out (None before the first batch).
     height: Option<u64>,
     subs: HashMap<u64, Sub>,
+    /// Live subscriptions per (cluster, member), kept in step with `subs`.
+    per_member: HashMap<(Address, B256), usize>,
     next_id: u64,
+}
+
+impl Inner {
+    /// Removes a subscription and its per-member count; `false` if it was already gone.
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(s) = self.subs.remove(&id) else {
+            return false;
+        };
+        let key = (s.cluster, s.member);
+        if let Some(n) = self.per_member.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_member.remove(&key);
+            }
+        }
+        true
+    }
+}
+
+/// The subscription caps.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Concurrent subscriptions one (cluster, member) may hold.
+    pub per_member: usize,
+    /// Concurrent subscriptions in total.
+    pub total: usize,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("max_subscriptions_per_member ({cap}) reached for cluster {cluster} member {member}")]
+    PerMember {
+        cap: usize,
+        cluster: Address,
+        member: B256,
+    },
+    #[error("max_subscriptions ({0}) reached")]
+    Total(usize),
+}
+
+impl From<Refused> for Status {
+    fn from(r: Refused) -> Self {
+        Status::resource_exhausted(r.to_string())
+    }
 }
 
 /// Counters exported on `/metrics`.
@@ -54,6 +106,10 @@ pub struct Counters {
     pub pushes_sent: AtomicU64,
     pub slow_disconnects: AtomicU64,
     pub sessions: AtomicU64,
+    /// `eth_getLogs` pages read for replays (one per `batch_size` blocks of a `from_block`).
+    pub replay_pages: AtomicU64,
+    /// Subscriptions refused with RESOURCE_EXHAUSTED because a cap was reached.
+    pub refused: AtomicU64,
 }
 
 /// The subscriber registry. One lock covers both the subscriber set and `height`, so a new
@@ -62,18 +118,21 @@ pub struct Counters {
 pub struct Hub {
     inner: Mutex<Inner>,
     capacity: usize,
+    limits: Limits,
     pub counters: Counters,
 }
 
 impl Hub {
-    pub fn new(capacity: usize, height: Option<u64>) -> Arc<Self> {
+    pub fn new(capacity: usize, height: Option<u64>, limits: Limits) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner {
                 height,
                 subs: HashMap::new(),
+                per_member: HashMap::new(),
                 next_id: 1,
             }),
             capacity: capacity.max(1),
+            limits,
             counters: Counters::default(),
         })
     }
@@ -93,16 +152,35 @@ impl Hub {
     }
 
     /// Registers a subscriber; returns its receiving side and the height at registration (live
-    /// pushes delivered to it are all above that height).
+    /// pushes delivered to it are all above that height), or the cap it would exceed.
     pub fn subscribe(
         self: &Arc<Self>,
         cluster: Address,
         member: B256,
         from_block: u64,
-    ) -> (Registration, Option<u64>) {
+    ) -> Result<(Registration, Option<u64>), Refused> {
+        let mut g = self.lock();
+        let held = g.per_member.get(&(cluster, member)).copied().unwrap_or(0);
+        let refused = if held >= self.limits.per_member {
+            Some(Refused::PerMember {
+                cap: self.limits.per_member,
+                cluster,
+                member,
+            })
+        } else if g.subs.len() >= self.limits.total {
+            Some(Refused::Total(self.limits.total))
+        } else {
+            None
+        };
+        if let Some(r) = refused {
+            drop(g);
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%cluster, %member, reason = %r, "subscription refused");
+            return Err(r);
+        }
         let (tx, rx) = mpsc::channel(self.capacity);
         let (kill_tx, kill_rx) = oneshot::channel();
-        let mut g = self.lock();
+        *g.per_member.entry((cluster, member)).or_insert(0) += 1;
         let id = g.next_id;
         g.next_id += 1;
         g.subs.insert(
@@ -118,7 +196,7 @@ impl Hub {
         let height = g.height;
         drop(g);
         self.counters.sessions.fetch_add(1, Ordering::Relaxed);
-        (
+        Ok((
             Registration {
                 hub: self.clone(),
                 id,
@@ -126,7 +204,7 @@ impl Hub {
                 kill: kill_rx,
             },
             height,
-        )
+        ))
     }
 
     /// Fans out one indexed batch and advances the height, atomically with respect to
@@ -159,7 +237,7 @@ impl Hub {
                 }
             }
             for id in dead.drain(..) {
-                g.subs.remove(&id);
+                g.remove(id);
             }
         }
         g.height = Some(g.height.map_or(height, |h| h.max(height)));
@@ -178,10 +256,11 @@ impl Hub {
             }
         }
         g.subs.clear();
+        g.per_member.clear();
     }
 
     fn remove(&self, id: u64) {
-        self.lock().subs.remove(&id);
+        self.lock().remove(id);
     }
 }
 
@@ -199,11 +278,14 @@ impl Drop for Registration {
     }
 }
 
+/// Replayed pushes, produced lazily (see [`crate::replay`]); an error ends the subscription.
+pub type ReplayStream = Pin<Box<dyn Stream<Item = Result<pb::Push, Status>> + Send>>;
+
 /// The gRPC response stream: replayed pushes first, then live ones; the first item carries the
 /// attestation; a kill (slow subscriber) ends the stream with that status.
 pub struct PushStream {
     reg: Registration,
-    replay: VecDeque<pb::Push>,
+    replay: Option<ReplayStream>,
     attestation: Option<pb::Attestation>,
     done: bool,
 }
@@ -211,7 +293,7 @@ pub struct PushStream {
 impl PushStream {
     pub fn new(
         reg: Registration,
-        replay: VecDeque<pb::Push>,
+        replay: Option<ReplayStream>,
         attestation: pb::Attestation,
     ) -> Self {
         Self {
@@ -230,7 +312,7 @@ impl PushStream {
     }
 }
 
-impl tokio_stream::Stream for PushStream {
+impl Stream for PushStream {
     type Item = Result<pb::Push, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -242,9 +324,22 @@ impl tokio_stream::Stream for PushStream {
             this.done = true;
             return Poll::Ready(Some(Err(status)));
         }
-        if let Some(p) = this.replay.pop_front() {
-            let p = this.first(p);
-            return Poll::Ready(Some(Ok(p)));
+        // The replay is polled only when the client wants the next item (tonic polls the stream
+        // as HTTP/2 flow control allows), so a client that stops reading stops the paging.
+        if let Some(replay) = this.replay.as_mut() {
+            match replay.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(p))) => {
+                    let p = this.first(p);
+                    return Poll::Ready(Some(Ok(p)));
+                }
+                Poll::Ready(Some(Err(status))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+                Poll::Ready(None) => this.replay = None,
+                // Live pushes wait behind the replay to keep block order.
+                Poll::Pending => return Poll::Pending,
+            }
         }
         match this.reg.rx.poll_recv(cx) {
             Poll::Ready(Some(p)) => {
@@ -268,6 +363,37 @@ mod tests {
     use super::*;
     use tokio_stream::StreamExt;
 
+    const LIMITS: Limits = Limits {
+        per_member: 2,
+        total: 3,
+    };
+
+    #[test]
+    fn caps_count_live_subscriptions_only() {
+        let hub = Hub::new(2, None, LIMITS);
+        let (c, m) = (Address::repeat_byte(1), B256::repeat_byte(0xa));
+        let r1 = hub.subscribe(c, m, 0).unwrap();
+        let r2 = hub.subscribe(c, m, 0).unwrap();
+        assert!(matches!(
+            hub.subscribe(c, m, 0),
+            Err(Refused::PerMember { cap: 2, .. })
+        ));
+        let r3 = hub.subscribe(c, B256::repeat_byte(0xb), 0).unwrap();
+        assert_eq!(
+            hub.subscribe(c, B256::repeat_byte(0xc), 0).err(),
+            Some(Refused::Total(3))
+        );
+        drop(r1);
+        assert!(
+            hub.subscribe(c, m, 0).is_ok(),
+            "a dropped slot is free again"
+        );
+        drop((r2, r3));
+        hub.close_all();
+        assert_eq!(hub.subscriber_count(), 0);
+        assert_eq!(hub.counters.refused.load(Ordering::Relaxed), 2);
+    }
+
     fn out(cluster: u8, block: u64, recipient: Option<u8>) -> Outgoing {
         Outgoing {
             cluster: Address::repeat_byte(cluster),
@@ -282,11 +408,15 @@ mod tests {
 
     #[tokio::test]
     async fn routing_and_slow_disconnect() {
-        let hub = Hub::new(2, None);
-        let (a, _) = hub.subscribe(Address::repeat_byte(1), B256::repeat_byte(0xa), 0);
-        let (b, _) = hub.subscribe(Address::repeat_byte(1), B256::repeat_byte(0xb), 0);
-        let mut a = PushStream::new(a, VecDeque::new(), pb::Attestation::default());
-        let mut b = PushStream::new(b, VecDeque::new(), pb::Attestation::default());
+        let hub = Hub::new(2, None, LIMITS);
+        let (a, _) = hub
+            .subscribe(Address::repeat_byte(1), B256::repeat_byte(0xa), 0)
+            .unwrap();
+        let (b, _) = hub
+            .subscribe(Address::repeat_byte(1), B256::repeat_byte(0xb), 0)
+            .unwrap();
+        let mut a = PushStream::new(a, None, pb::Attestation::default());
+        let mut b = PushStream::new(b, None, pb::Attestation::default());
         // To B only, to everyone, another cluster.
         hub.publish(&[out(1, 5, Some(0xb)), out(1, 6, None), out(2, 6, None)], 6);
         let first = b.next().await.unwrap().unwrap();

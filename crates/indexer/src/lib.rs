@@ -9,16 +9,12 @@
 pub mod follower;
 pub mod http;
 pub mod hub;
-pub mod intake;
-pub mod registry;
+pub mod replay;
 pub mod service;
 pub mod state;
 
-pub mod pb {
-    //! Generated from proto/indexer.proto by build.rs (protox, no protoc).
-    #![allow(clippy::all, missing_docs)]
-    tonic::include_proto!("attestmesh.indexer.v1");
-}
+/// The Indexer protocol, generated once for every crate by `attestmesh-proto`.
+pub use attestmesh_proto::indexer as pb;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,8 +52,14 @@ pub struct Config {
     pub dstack_socket: PathBuf,
     /// Per-subscriber buffer; a subscriber that lets it fill is disconnected.
     pub channel_capacity: usize,
-    /// The most blocks a `from_block` resume may replay (bounds the work one Hello can cause).
+    /// The most blocks a `from_block` resume may replay (bounds the work one Hello can cause);
+    /// deeper is refused with RESOURCE_EXHAUSTED. Replays stream one `batch_size` page at a time.
     pub max_replay_blocks: u64,
+    /// Concurrent subscriptions one (cluster, member) may hold (an agent needs one; a few more
+    /// cover reconnects racing the old stream's teardown).
+    pub max_subscriptions_per_member: usize,
+    /// Concurrent subscriptions in total.
+    pub max_subscriptions: usize,
     /// `/healthz` answers 200 while head − indexed ≤ this.
     pub healthy_lag_blocks: u64,
 }
@@ -83,6 +85,8 @@ impl Config {
             dstack_socket,
             channel_capacity: 1024,
             max_replay_blocks: 100_000,
+            max_subscriptions_per_member: 4,
+            max_subscriptions: 10_000,
             healthy_lag_blocks: 10,
         }
     }
@@ -154,6 +158,11 @@ impl Indexer {
         if cfg.batch_size == 0 {
             return Err(IndexerError::Config("batch size must be at least 1".into()));
         }
+        if cfg.max_subscriptions_per_member == 0 || cfg.max_subscriptions == 0 {
+            return Err(IndexerError::Config(
+                "max_subscriptions_per_member and max_subscriptions must be at least 1".into(),
+            ));
+        }
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(|e| IndexerError::StateDir(cfg.state_dir.clone(), e))?;
         let rpc = RpcClient::new(&cfg.rpc_url)?.with_timeout(Duration::from_secs(20));
@@ -173,7 +182,14 @@ impl Indexer {
             clusters: Vec::new(),
         });
         let height = st.next_block.checked_sub(1);
-        let hub = hub::Hub::new(cfg.channel_capacity, height);
+        let hub = hub::Hub::new(
+            cfg.channel_capacity,
+            height,
+            hub::Limits {
+                per_member: cfg.max_subscriptions_per_member,
+                total: cfg.max_subscriptions,
+            },
+        );
         let shared = Arc::new(Shared {
             rpc,
             key,

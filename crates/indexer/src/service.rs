@@ -1,15 +1,13 @@
 //! gRPC `Indexer.Subscribe`.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256};
 use attestmesh_core::push::fixed;
 use tonic::{Request, Response, Status};
 
-use crate::follower::{get_logs, outgoing};
 use crate::hub::PushStream;
-use crate::{Shared, pb};
+use crate::{Shared, pb, replay};
 
 pub struct IndexerService {
     shared: Arc<Shared>,
@@ -19,37 +17,21 @@ impl IndexerService {
     pub fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
     }
+}
 
-    /// Everything concerning (cluster, member) in `[from, to]`, read from the chain and signed
-    /// like live pushes.
-    async fn replay(
-        &self,
-        cluster: Address,
-        member: B256,
-        from: u64,
-        to: u64,
-    ) -> Result<VecDeque<pb::Push>, Status> {
-        let mut out = VecDeque::new();
-        let mut start = from;
-        while start <= to {
-            let end = to.min(start.saturating_add(self.shared.batch_size - 1));
-            let logs = get_logs(&self.shared.rpc, &[cluster], None, start, end)
-                .await
-                .map_err(|e| Status::unavailable(format!("replay from the chain failed: {e}")))?;
-            for l in &logs {
-                if let Some(o) = outgoing(&self.shared, l)
-                    && o.concerns(cluster, member)
-                {
-                    out.push_back(o.push);
-                }
-            }
-            if end == u64::MAX {
-                break;
-            }
-            start = end + 1;
-        }
-        Ok(out)
-    }
+/// RESOURCE_EXHAUSTED for a `from_block` deeper than the replay cap, tagged (metadata
+/// [`pb::CAP_METADATA_KEY`]) so the agent knows to resubscribe live rather than back off.
+fn replay_too_deep(from_block: u64, cap: u64, height: u64) -> Status {
+    let mut s = Status::resource_exhausted(format!(
+        "{}: from_block {from_block} is more than {cap} blocks behind the indexed height {height}; \
+         resubscribe live (from_block 0) and read older events from the chain",
+        pb::CAP_REPLAY_DEPTH
+    ));
+    s.metadata_mut().insert(
+        pb::CAP_METADATA_KEY,
+        tonic::metadata::MetadataValue::from_static(pb::CAP_REPLAY_DEPTH),
+    );
+    s
 }
 
 #[tonic::async_trait]
@@ -59,7 +41,9 @@ impl pb::indexer_server::Indexer for IndexerService {
     /// Registers first, then replays `[from_block, height-at-registration]` from the chain, so the
     /// replay and the live stream meet without a gap. The subscriber is not checked for
     /// membership: pushes are public chain data, and the one routing rule that matters
-    /// (MessageSent only to its recipient) is applied by member id.
+    /// (MessageSent only to its recipient) is applied by member id. What anyone can ask for is
+    /// capped: subscriptions per (cluster, member) and in total ([`crate::hub::Limits`]) and
+    /// the replay depth; the replay itself streams page by page ([`replay`]).
     async fn subscribe(&self, req: Request<pb::Hello>) -> Result<Response<PushStream>, Status> {
         let hello = req.into_inner();
         let cluster = Address::from(
@@ -70,24 +54,39 @@ impl pb::indexer_server::Indexer for IndexerService {
             fixed::<32>("member_id", &hello.member_id)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?,
         );
-        let (reg, height) = self.shared.hub.subscribe(cluster, member, hello.from_block);
-        let mut replay = VecDeque::new();
+        let (reg, height) = self
+            .shared
+            .hub
+            .subscribe(cluster, member, hello.from_block)?;
+        let mut pages = None;
         if hello.from_block > 0
             && let Some(h) = height
             && hello.from_block <= h
         {
             if h - hello.from_block >= self.shared.max_replay_blocks {
-                return Err(Status::out_of_range(format!(
-                    "from_block {} is more than {} blocks behind the indexed height {h}",
-                    hello.from_block, self.shared.max_replay_blocks
-                )));
+                self.shared
+                    .hub
+                    .counters
+                    .refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(replay_too_deep(
+                    hello.from_block,
+                    self.shared.max_replay_blocks,
+                    h,
+                ));
             }
-            replay = self.replay(cluster, member, hello.from_block, h).await?;
+            pages = Some(replay::replay(
+                self.shared.clone(),
+                cluster,
+                member,
+                hello.from_block,
+                h,
+            ));
         }
-        tracing::debug!(%cluster, %member, from_block = hello.from_block, replay = replay.len(), "subscribed");
+        tracing::debug!(%cluster, %member, from_block = hello.from_block, replay_to = ?height, "subscribed");
         Ok(Response::new(PushStream::new(
             reg,
-            replay,
+            pages,
             self.shared.attestation.clone(),
         )))
     }

@@ -2,112 +2,22 @@
 //! emulator on a real unix socket) + the Indexer's real gRPC and HTTP servers on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod intake_common;
+mod common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, hex, keccak256};
-use alloy_sol_types::SolCall;
-use attestmesh_chain::bindings::IMessageFacet;
-use attestmesh_chain::deploy::ENTRY_POINT_V07;
-use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
 use attestmesh_chain::rpc::RpcClient;
-use attestmesh_core::mesh::MeshCidr;
 use attestmesh_core::push::{PushBody, fixed, report_data_binds};
-use attestmesh_indexer::pb::{self, indexer_client::IndexerClient};
-use attestmesh_indexer::{Config, Indexer, state};
+use attestmesh_indexer::pb;
+use attestmesh_indexer::{Config, state};
 use attestmesh_tee::devtee::parse_simulated_quote;
-use attestmesh_tee::kms;
-use intake_common::{devtee, register_members};
+use common::{
+    dev_cluster, devtee, http_get, next_push, register_members, send_msg, start_indexer, subscribe,
+    wait_indexed,
+};
 use tokio_stream::StreamExt;
-
-struct Running {
-    grpc: String,
-    http: std::net::SocketAddr,
-    pubkey: B256,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-async fn start_indexer(cfg: Config) -> Running {
-    let ix = Indexer::bind(cfg).await.unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let r = (
-        format!("http://{}", ix.grpc_addr),
-        ix.http_addr,
-        ix.pubkey(),
-    );
-    let task = tokio::spawn(async move {
-        ix.run(async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    Running {
-        grpc: r.0,
-        http: r.1,
-        pubkey: r.2,
-        stop,
-        task,
-    }
-}
-impl Running {
-    async fn shutdown(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let code = buf[9..12].parse().unwrap();
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    (code, body)
-}
-
-async fn wait_indexed(rpc: &RpcClient, http: std::net::SocketAddr) {
-    let head = rpc.block_number().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (code, body) = http_get(http, "/healthz").await;
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if code == 200 && v["indexed"].as_u64().is_some_and(|i| i >= head) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "indexer did not catch up: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn subscribe(
-    grpc: &str,
-    cluster: Address,
-    member: B256,
-    from_block: u64,
-) -> tonic::Streaming<pb::Push> {
-    let mut c = IndexerClient::connect(grpc.to_string()).await.unwrap();
-    c.subscribe(pb::Hello {
-        cluster: cluster.to_vec(),
-        member_id: member.to_vec(),
-        from_block,
-    })
-    .await
-    .unwrap()
-    .into_inner()
-}
 
 /// Verifies a push exactly as an agent would and returns its body.
 fn verify(p: &pb::Push, key: &B256) -> PushBody {
@@ -146,51 +56,11 @@ async fn check_repro(rpc: &RpcClient, b: &PushBody) {
     assert_eq!(hex::decode(l["data"].as_str().unwrap()).unwrap(), b.data);
 }
 
-async fn next_push(s: &mut tonic::Streaming<pb::Push>) -> pb::Push {
-    tokio::time::timeout(Duration::from_secs(15), s.next())
-        .await
-        .expect("push in time")
-        .unwrap()
-        .unwrap()
-}
-
-/// Sends `MessageFacet.send` as `from` (a member contract, impersonated on anvil).
-async fn send_msg(
-    rpc: &RpcClient,
-    cluster: Address,
-    from: Address,
-    to: B256,
-    env: u8,
-    len: usize,
-) -> u64 {
-    let call = IMessageFacet::sendCall {
-        recipientMemberId: to,
-        envelopeId: B256::repeat_byte(env),
-        ciphertext: vec![env; len].into(),
-    };
-    rpc.transact(from, Some(cluster), &call.abi_encode())
-        .await
-        .unwrap()
-        .block_number
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexer_pushes_signed_wakeups_end_to_end() {
-    let repo = devstack::repo_root(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = devstack::artifacts(&repo, &[]).unwrap();
-    let chain = Devchain::start(&repo).await.unwrap();
+    let (chain, _artifacts, infra, cluster) = dev_cluster().await;
     let rpc = chain.rpc.clone();
-    let (owner, submitter) = (chain.accounts[1], chain.accounts[2]);
-    let spec = ClusterSpec {
-        owner,
-        cidr: MeshCidr::new(0x0a0d_0000, 16).unwrap(),
-        kms_roots: vec![kms::DEV_KMS_ROOT_ADDRESS],
-        salt: B256::repeat_byte(1),
-    };
-    let (infra, cluster) = chain
-        .deploy_dev_cluster(&artifacts, ENTRY_POINT_V07, &spec)
-        .await
-        .unwrap();
+    let submitter = chain.accounts[2];
     let tmp = tempfile::tempdir().unwrap();
     let (_tees, members) =
         register_members(&chain, &infra, cluster, submitter, tmp.path(), &[2, 3]).await;

@@ -17,17 +17,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::intake::WakeUp;
 use alloy_primitives::B256;
+use attestmesh_chain::rpc::fetch_halving;
 use attestmesh_core::follower::{
     BlockRef, Checkpoint, Dedupe, Fetched, Follower as Core, FollowerError,
 };
 use attestmesh_core::keys::X25519Secret;
 use attestmesh_core::mesh::MeshCidr;
-use attestmesh_indexer::intake::WakeUp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
-use crate::chainview::{ChainError, ClusterReader, open_message, owner_sender_id};
+use crate::chainview::{ChainError, ClusterReader, MessageLog, open_message, owner_sender_id};
 use crate::state::{Metrics, Shared, now_unix_ms};
 use crate::statedir::StateDir;
 
@@ -155,7 +156,7 @@ impl Follower {
         }
     }
 
-    /// Verified Indexer wake-ups (from `attestmesh_indexer::intake::Intake::run`).
+    /// Verified Indexer wake-ups (from [`crate::intake::Intake::run`]).
     pub fn with_wakeups(mut self, rx: mpsc::Receiver<WakeUp>) -> Self {
         self.wakeups = Some(rx);
         self
@@ -279,7 +280,7 @@ impl Follower {
             // `to` before and after the reads: if its hash held, every read in between saw the
             // one chain that hash commits to (a block hash commits to all its ancestors).
             let last = header(&self.reader, r.to).await?;
-            let logs = self.reader.message_logs(self.me, r.from, r.to).await?;
+            let logs = message_logs(&self.reader, self.me, r.from, r.to).await?;
             let first = if r.from == r.to {
                 last
             } else {
@@ -332,6 +333,24 @@ impl Follower {
         self.shared.update_status(|s| s.chain_head = done);
         Ok(())
     }
+}
+
+/// `MessageSent` logs to `me` in `[from, to]`. A range the provider refuses as too large (too
+/// many results or bytes) is halved down to single blocks and the next range starts at full size
+/// again, so a burst of messages cannot stall the follower (issue 11 hole 3).
+async fn message_logs(
+    reader: &ClusterReader,
+    me: B256,
+    from: u64,
+    to: u64,
+) -> Result<Vec<MessageLog>, ChainError> {
+    fetch_halving(
+        from,
+        to,
+        |e: &ChainError| matches!(e, ChainError::Rpc { source, .. } if source.is_range_too_large()),
+        |f, t| reader.message_logs(me, f, t),
+    )
+    .await
 }
 
 /// The header of block `n`, which the node must have (it reported a head at or above `n`).

@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use attestmesh_indexer::intake::IntakeStats;
+use crate::intake::IntakeStats;
 
 use crate::state::Shared;
 

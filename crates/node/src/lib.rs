@@ -11,6 +11,8 @@ pub mod cskflow;
 pub mod follower;
 pub mod health;
 pub mod heartbeats;
+pub mod indexer_registry;
+pub mod intake;
 pub mod mesh;
 pub mod peer;
 pub mod ports;

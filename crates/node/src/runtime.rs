@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::intake::{Intake, IntakeConfig, IntakeError, WakeUp};
 use alloy_primitives::{Address, B256};
 use attestmesh_chain::backoff::{Backoff, BackoffPolicy};
 use attestmesh_chain::bindings::IClusterMember;
@@ -20,7 +21,6 @@ use attestmesh_chain::rpc::RpcClient;
 use attestmesh_chain::userop::{UserOpClient, UserOpConfig};
 use attestmesh_core::ids::member_id;
 use attestmesh_core::liveness::{self, Liveness};
-use attestmesh_indexer::intake::{Intake, IntakeConfig, IntakeError, WakeUp};
 use attestmesh_tee::attestor::{Attestor, Derived, OnChainRecord, check_lost_state};
 use attestmesh_tee::client::GuestAgentClient;
 use attestmesh_tee::dstack::{DstackAttestor, OwnerChain};

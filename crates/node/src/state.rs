@@ -224,7 +224,7 @@ pub struct Shared {
     peer_events: broadcast::Sender<PeerEvent>,
     messages: broadcast::Sender<InboundMessage>,
     /// The Indexer intake's counters, once it runs (INDEXER_REGISTRY set); owned by the intake.
-    intake: std::sync::OnceLock<Arc<attestmesh_indexer::intake::IntakeStats>>,
+    intake: std::sync::OnceLock<Arc<crate::intake::IntakeStats>>,
     pub metrics: Metrics,
 }
 
@@ -250,11 +250,11 @@ impl Shared {
     }
 
     /// Publishes the intake's counters for `/metrics`; the first call wins (one intake per agent).
-    pub fn set_intake_stats(&self, stats: Arc<attestmesh_indexer::intake::IntakeStats>) {
+    pub fn set_intake_stats(&self, stats: Arc<crate::intake::IntakeStats>) {
         let _ = self.intake.set(stats);
     }
 
-    pub fn intake_stats(&self) -> Option<Arc<attestmesh_indexer::intake::IntakeStats>> {
+    pub fn intake_stats(&self) -> Option<Arc<crate::intake::IntakeStats>> {
         self.intake.get().cloned()
     }
 

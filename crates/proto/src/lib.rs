@@ -19,4 +19,11 @@ pub mod peer {
 /// Indexer pushes: signed wake-ups, never data (DESIGN §9.2).
 pub mod indexer {
     tonic::include_proto!("attestmesh.indexer.v1");
+
+    /// gRPC metadata key an Indexer sets on a RESOURCE_EXHAUSTED refusal to say which cap was
+    /// hit, so a client can tell "resubscribe live" from "back off" without parsing messages.
+    pub const CAP_METADATA_KEY: &str = "attestmesh-cap";
+    /// [`CAP_METADATA_KEY`] value: `Hello.from_block` reaches further back than the Indexer
+    /// replays; subscribe live (`from_block` 0) and rely on the chain for older events.
+    pub const CAP_REPLAY_DEPTH: &str = "max_replay_blocks";
 }

@@ -10,6 +10,7 @@ pub mod devtee;
 pub mod dstack;
 pub mod hexfmt;
 pub mod kms;
+pub mod quote;
 pub mod wire;
 
 pub use attestor::{Attestor, KeyKind, LostStateError, NodeKeys, OnChainRecord, check_lost_state};

@@ -83,6 +83,25 @@ pub struct RunArgs {
         default_value = "/var/run/dstack.sock"
     )]
     pub dstack_socket: PathBuf,
+
+    /// Deepest replay a Subscribe may ask for: `from_block` at most this many blocks behind the
+    /// indexed height; deeper is refused with RESOURCE_EXHAUSTED (the agent then subscribes live
+    /// and reads older events from the chain itself).
+    #[arg(long, env = "INDEXER_MAX_REPLAY_BLOCKS", default_value_t = 100_000)]
+    pub max_replay_blocks: u64,
+
+    /// Concurrent subscriptions one (cluster, member) may hold; more are refused with
+    /// RESOURCE_EXHAUSTED. An agent holds one; the margin covers reconnect races.
+    #[arg(
+        long,
+        env = "INDEXER_MAX_SUBSCRIPTIONS_PER_MEMBER",
+        default_value_t = 4
+    )]
+    pub max_subscriptions_per_member: usize,
+
+    /// Concurrent subscriptions in total; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "INDEXER_MAX_SUBSCRIPTIONS", default_value_t = 10_000)]
+    pub max_subscriptions: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,6 +197,15 @@ fn config(a: RunArgs) -> anyhow::Result<attestmesh_indexer::Config> {
     if a.state_dir.as_os_str().is_empty() {
         bail!("--state-dir / INDEXER_STATE_DIR must not be empty");
     }
+    if a.max_replay_blocks == 0 {
+        bail!("--max-replay-blocks / INDEXER_MAX_REPLAY_BLOCKS must be at least 1");
+    }
+    if a.max_subscriptions_per_member == 0 || a.max_subscriptions == 0 {
+        bail!(
+            "--max-subscriptions-per-member / INDEXER_MAX_SUBSCRIPTIONS_PER_MEMBER and \
+             --max-subscriptions / INDEXER_MAX_SUBSCRIPTIONS must be at least 1"
+        );
+    }
     check_socket(&a.dstack_socket)?;
     let mut c =
         attestmesh_indexer::Config::new(a.rpc_url, a.cluster_factory, a.state_dir, a.dstack_socket);
@@ -187,6 +215,9 @@ fn config(a: RunArgs) -> anyhow::Result<attestmesh_indexer::Config> {
     c.confirmations = a.confirmations;
     c.grpc_listen = a.grpc_listen;
     c.http_listen = a.http_listen;
+    c.max_replay_blocks = a.max_replay_blocks;
+    c.max_subscriptions_per_member = a.max_subscriptions_per_member;
+    c.max_subscriptions = a.max_subscriptions;
     Ok(c)
 }
 
@@ -330,7 +361,7 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(outcome, IndexerOutcome::Applied);
-            let now = attestmesh_indexer::registry::read_current(&rpc, reg)
+            let now = attestmesh_node::indexer_registry::read_current(&rpc, reg)
                 .await
                 .unwrap();
             assert_eq!((now.endpoint, now.pubkey), (endpoint.clone(), key));

@@ -12,7 +12,7 @@
 //! Latency is measured from just before `eth_sendTransaction` (anvil automines, so the block
 //! exists no earlier than that instant): an upper bound of "after the block".
 //!
-//! Run: `cargo bench -p attestmesh-indexer --bench latency`.
+//! Run: `cargo bench -p attestmesh-node --bench latency`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/intake_common/mod.rs"]

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use attestmesh_core::keys::Ed25519Secret;
 use attestmesh_core::push::PushError;
-use attestmesh_indexer::intake::{Rejection, verify_push};
-use attestmesh_indexer::pb::{self, indexer_client::IndexerClient};
+use attestmesh_node::intake::{Rejection, verify_push};
+use attestmesh_proto::indexer::{self as pb, indexer_client::IndexerClient};
 use intake_common::*;
 
 /// An Indexer that accepts the subscription and withholds every event. Nothing in the pushes can

@@ -13,7 +13,7 @@ use std::time::Duration;
 use alloy_primitives::B256;
 use attestmesh_core::keys::Ed25519Secret;
 use attestmesh_core::push::{PushError, repro_params_json};
-use attestmesh_indexer::intake::Rejection;
+use attestmesh_node::intake::Rejection;
 use intake_common::*;
 
 /// Forged: the registry names an endpoint whose Indexer signs with a different TEE key (another
@@ -109,7 +109,7 @@ async fn tampered_foreign_malformed_and_lying_pushes_are_rejected() {
             dyn Fn(
                     &Ed25519Secret,
                     &attestmesh_core::push::PushBody,
-                ) -> Vec<attestmesh_indexer::pb::Push>
+                ) -> Vec<attestmesh_proto::indexer::Push>
                 + Send
                 + Sync,
         >,

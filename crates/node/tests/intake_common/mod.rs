@@ -4,44 +4,33 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{Address, B256, U64, U256};
+use alloy_primitives::{Address, B256, U64};
 use alloy_sol_types::SolCall;
 use attestmesh_chain::bindings::IMessageFacet;
 use attestmesh_chain::deploy::{self, ENTRY_POINT_V07, Infra};
 use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
 use attestmesh_chain::rpc::RpcClient;
-use attestmesh_core::ids::{DSTACK_ATTESTOR_ID, member_id};
 use attestmesh_core::keys::Ed25519Secret;
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_core::push::{PushBody, REPRO_METHOD, attestation_report_data, repro_params_json};
 use attestmesh_indexer::follower::{RpcLog, message_sent_topic};
-use attestmesh_indexer::intake::{Intake, IntakeConfig, IntakeStats, WakeUp};
-use attestmesh_indexer::pb;
-use attestmesh_indexer::{Config, Indexer, registry};
-use attestmesh_tee::attestor::Attestor;
-use attestmesh_tee::client::GuestAgentClient;
-use attestmesh_tee::devtee::{self, Devtee, DevteeConfig};
-use attestmesh_tee::dstack::DstackAttestor;
+use attestmesh_indexer::{Config, Indexer};
+use attestmesh_node::indexer_registry as registry;
+use attestmesh_node::intake::{Intake, IntakeConfig, IntakeStats, WakeUp};
+use attestmesh_proto::indexer as pb;
+use attestmesh_tee::devtee;
 use attestmesh_tee::kms;
 use tokio::sync::mpsc;
 
-/// An in-process devtee on its own socket, stopped when the sender drops.
-pub async fn devtee(socket: &Path, app_id: Address) -> tokio::sync::oneshot::Sender<()> {
-    let d = Devtee::bind(DevteeConfig::dev(socket, app_id))
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(d.run(async move {
-        let _ = rx.await;
-    }));
-    tx
-}
+#[path = "../../../indexer/tests/common/mod.rs"]
+mod chain_fixtures;
+pub use chain_fixtures::{devtee, register_members};
 
 /// A chain with one cluster, two registered members (A, B; impersonated so they can send) and
 /// an IndexerRegistry owned by an unlocked anvil account.
@@ -94,50 +83,6 @@ pub async fn world() -> World {
         tmp,
         tees,
     }
-}
-
-/// For each salt: deploys a ClusterMember in `cluster`, starts its in-process devtee on
-/// `<dir>/m<i>.sock`, registers it (sent by `submitter`) and impersonates it, funded, so it can
-/// send. Returns the devtees' stop handles and `(member contract, member id)` per salt.
-pub async fn register_members(
-    chain: &Devchain,
-    infra: &Infra,
-    cluster: Address,
-    submitter: Address,
-    dir: &Path,
-    salts: &[u8],
-) -> (Vec<tokio::sync::oneshot::Sender<()>>, Vec<(Address, B256)>) {
-    let rpc = &chain.rpc;
-    let mut tees = Vec::new();
-    let mut members = Vec::new();
-    for (i, salt) in salts.iter().enumerate() {
-        let m = deploy::deploy_member(
-            rpc,
-            chain.deployer(),
-            infra,
-            cluster,
-            B256::repeat_byte(*salt),
-        )
-        .await
-        .unwrap();
-        let sock = dir.join(format!("m{i}.sock"));
-        tees.push(devtee(&sock, m).await);
-        let att = DstackAttestor::new(GuestAgentClient::new(&sock));
-        let derived = att.derive_keys().await.unwrap();
-        let call = att.registration_call(&derived, cluster, m).unwrap();
-        assert!(
-            rpc.transact(submitter, Some(cluster), &call)
-                .await
-                .unwrap()
-                .success
-        );
-        chain
-            .impersonate(m, U256::from(100u128 * 10u128.pow(18)))
-            .await
-            .unwrap();
-        members.push((m, member_id(cluster, m, DSTACK_ATTESTOR_ID)));
-    }
-    (tees, members)
 }
 
 impl World {

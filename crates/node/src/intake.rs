@@ -1,6 +1,6 @@
 //! The agent's verified intake of Indexer pushes (DESIGN §1 invariant 5, §9.2).
 //!
-//! A library, so the agent (crates/node) plugs it in next to its chain follower:
+//! The runtime plugs it in next to the chain follower ([`crate::follower`]):
 //!
 //! ```ignore
 //! let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel(64);
@@ -43,9 +43,11 @@ use attestmesh_chain::rpc::{RpcClient, RpcError};
 use attestmesh_core::push::{PushBody, PushError, REPRO_METHOD, fixed, repro_params_json};
 use tokio::sync::mpsc;
 
-use crate::follower::RpcLog;
-use crate::pb;
-use crate::registry::{self, IndexerInfo, RegistryError};
+use attestmesh_proto::indexer as pb;
+use attestmesh_tee::quote::{self, QuoteError};
+use serde::Deserialize;
+
+use crate::indexer_registry::{self as registry, IndexerInfo, RegistryError};
 
 /// A verified push, reduced to the one thing the agent may use: "poll now, up to this block".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,11 +223,12 @@ pub fn verify_attestation(
     info: &IndexerInfo,
     allow_simulated: bool,
 ) -> Result<(), Rejection> {
-    let (report_data, code) = quote_report_data(&att.quote, allow_simulated)?;
-    if !attestmesh_core::push::report_data_binds(&report_data, &info.pubkey) {
+    let q = quote::report_data(&att.quote, allow_simulated)
+        .map_err(|e: QuoteError| Rejection::BadQuote(e.to_string()))?;
+    if !attestmesh_core::push::report_data_binds(&q.report_data, &info.pubkey) {
         return Err(Rejection::UnboundAttestation);
     }
-    if let Some(code) = code
+    if let Some(code) = q.simulated_compose_hash
         && info.code_id != B256::ZERO
         && code != info.code_id
     {
@@ -237,43 +240,20 @@ pub fn verify_attestation(
     Ok(())
 }
 
-/// report_data (and, for devtee quotes, the compose hash) of a quote.
-///
-/// TDX quote v4: 48-byte header, then the TD report body whose report_data sits at offset 520.
-/// v5 inserts a 6-byte body descriptor (type u16, size u32) after the header.
-fn quote_report_data(
-    quote: &[u8],
-    allow_simulated: bool,
-) -> Result<([u8; 64], Option<B256>), Rejection> {
-    if quote.starts_with(attestmesh_tee::devtee::SIMULATED_QUOTE_MAGIC) {
-        if !allow_simulated {
-            return Err(Rejection::BadQuote(
-                "simulated devtee quote refused (allow_simulated_quotes is off)".into(),
-            ));
-        }
-        let (_, compose, rd) = attestmesh_tee::devtee::parse_simulated_quote(quote)
-            .ok_or_else(|| Rejection::BadQuote("truncated simulated quote".into()))?;
-        return Ok((rd, Some(compose)));
-    }
-    let version = match quote.get(..2) {
-        Some(v) => u16::from_le_bytes([v[0], v[1]]),
-        None => return Err(Rejection::BadQuote("empty quote".into())),
-    };
-    let offset = match version {
-        4 => 48 + 520,
-        5 => 48 + 6 + 520,
-        v => {
-            return Err(Rejection::BadQuote(format!(
-                "unsupported quote version {v}"
-            )));
-        }
-    };
-    let rd = quote.get(offset..offset + 64).ok_or_else(|| {
-        Rejection::BadQuote(format!("quote of {} bytes is truncated", quote.len()))
-    })?;
-    let mut out = [0u8; 64];
-    out.copy_from_slice(rd);
-    Ok((out, None))
+/// A log of the repro stub's answer, with the fields a push claims. Every field is required: an
+/// answer the intake cannot compare is treated as inconclusive, like an RPC error.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReproLog {
+    address: Address,
+    topics: Vec<B256>,
+    data: alloy_primitives::Bytes,
+    block_number: alloy_primitives::U64,
+    block_hash: B256,
+    transaction_hash: B256,
+    log_index: alloy_primitives::U64,
+    #[serde(default)]
+    removed: bool,
 }
 
 /// Small non-cryptographic PRNG (SplitMix64) for backoff jitter and repro sampling: neither needs
@@ -315,6 +295,20 @@ fn backoff_delay(base: Duration, max: Duration, attempt: u32, j: &mut Jitter) ->
         .max(Duration::from_millis(1));
     let half = d / 2;
     half + half.mul_f64(j.unit())
+}
+
+/// Whether the Indexer refused our `from_block` as deeper than it replays: RESOURCE_EXHAUSTED
+/// tagged with the replay-depth cap, or OUT_OF_RANGE (Indexers before the caps of issue 11).
+/// Any other refusal (a subscription cap) is backed off like a transport error.
+fn resume_refused(s: &tonic::Status) -> bool {
+    match s.code() {
+        tonic::Code::OutOfRange => true,
+        tonic::Code::ResourceExhausted => s
+            .metadata()
+            .get(pb::CAP_METADATA_KEY)
+            .is_some_and(|v| v.as_bytes() == pb::CAP_REPLAY_DEPTH.as_bytes()),
+        _ => false,
+    }
 }
 
 /// How a session ended.
@@ -477,7 +471,7 @@ impl Intake {
         };
         let connect = async {
             let ep = tonic::transport::Endpoint::from_shared(info.endpoint.clone())
-                .map_err(|e| format!("registry endpoint {:?}: {e}", info.endpoint))?
+                .map_err(|e| End::Transport(format!("registry endpoint {:?}: {e}", info.endpoint)))?
                 .connect_timeout(self.cfg.connect_timeout)
                 .tcp_nodelay(true)
                 // A silently dead Indexer would otherwise hold the session forever.
@@ -487,17 +481,17 @@ impl Intake {
             let ch = ep
                 .connect()
                 .await
-                .map_err(|e| format!("connect {}: {e}", info.endpoint))?;
+                .map_err(|e| End::Transport(format!("connect {}: {e}", info.endpoint)))?;
             let mut client = pb::indexer_client::IndexerClient::new(ch);
             client
                 .subscribe(hello)
                 .await
                 .map(|r| r.into_inner())
                 .map_err(|s| {
-                    if s.code() == tonic::Code::OutOfRange {
-                        String::from("out_of_range")
+                    if resume_refused(&s) {
+                        End::ResumeTooOld
                     } else {
-                        format!("subscribe: {s}")
+                        End::Transport(format!("subscribe: {s}"))
                     }
                 })
         };
@@ -505,8 +499,7 @@ impl Intake {
             _ = &mut *shutdown => return Ok(End::Shutdown),
             r = tokio::time::timeout(self.cfg.connect_timeout, connect) => match r {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) if e == "out_of_range" => return Ok(End::ResumeTooOld),
-                Ok(Err(e)) => return Ok(End::Transport(e)),
+                Ok(Err(end)) => return Ok(end),
                 Err(_) => return Ok(End::Transport(format!("connect {} timed out", info.endpoint))),
             },
         };
@@ -591,7 +584,7 @@ impl Intake {
             Ok(v) => v,
             Err(e) => return Err(Rejection::Malformed(format!("repro params: {e}"))),
         };
-        let logs: Vec<RpcLog> = match self.rpc.call(REPRO_METHOD, params).await {
+        let logs: Vec<ReproLog> = match self.rpc.call(REPRO_METHOD, params).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::debug!(error = %e, "repro sample inconclusive");
@@ -639,6 +632,21 @@ mod tests {
             .map(|_| backoff_delay(base, max, 10, &mut j))
             .collect();
         assert!(a.windows(2).any(|w| w[0] != w[1]), "jitter varies");
+    }
+
+    #[test]
+    fn only_the_replay_depth_refusal_restarts_live() {
+        assert!(resume_refused(&tonic::Status::out_of_range("old Indexer")));
+        let mut deep = tonic::Status::resource_exhausted("max_replay_blocks: …");
+        deep.metadata_mut().insert(
+            pb::CAP_METADATA_KEY,
+            tonic::metadata::MetadataValue::from_static(pb::CAP_REPLAY_DEPTH),
+        );
+        assert!(resume_refused(&deep));
+        // A subscription cap (or a slow-subscriber kill) backs off instead.
+        let capped = tonic::Status::resource_exhausted("max_replay_blocks in the message only");
+        assert!(!resume_refused(&capped));
+        assert!(!resume_refused(&tonic::Status::unavailable("down")));
     }
 
     #[test]
