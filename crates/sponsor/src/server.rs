@@ -640,6 +640,15 @@ async fn healthz<C: ChainView>(State(svc): State<Arc<Service<C>>>) -> Response {
             "paymaster": svc.cfg.paymaster.to_string(),
             "signer": svc.signer.address().to_string(),
             "webhook": svc.webhook.is_some(),
+            "trustedClusters": cfg.trust.clusters.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "trustedClusterOwners": cfg.trust.owners.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "dailyCap": cfg.daily_cap,
+            "dailyWeiPerSender": cfg.daily_wei_per_sender.to_string(),
+            "dailyWeiPerCluster": cfg.daily_wei_per_cluster.to_string(),
+            "gasMarginPct": cfg.bounds.gas_margin_pct,
+            "pvgMarginPct": cfg.bounds.pvg_margin_pct,
+            "pvgAllowance": cfg.bounds.pvg_allowance.to_string(),
+            "feeMultiple": cfg.bounds.fee_multiple,
         }),
     )
 }

@@ -384,6 +384,12 @@ async fn denials_bad_json_and_malformed_user_ops() {
     let (status, health) = request(srv.addr, "GET", "/healthz", &[], vec![]).await;
     assert_eq!(status, 200);
     assert!(health.contains("\"status\":\"ok\""));
+    let h: Value = serde_json::from_str(&health).expect("json");
+    assert_eq!(
+        h["trustedClusters"],
+        json!([CLUSTER_A.to_string(), CLUSTER_B.to_string()]),
+        "the operator can see what it pays for: {h}"
+    );
     let (_, m) = request(srv.addr, "GET", "/metrics", &[], vec![]).await;
     assert!(m.contains("reason=\"sender_not_member\"} 1"), "{m}");
     assert!(m.contains("kind=\"invalid_params\""), "{m}");
