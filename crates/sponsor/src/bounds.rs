@@ -22,7 +22,8 @@ use attestmesh_core::userop::UserOperation;
 /// Execution gas (`callGasLimit`) measured for `execute(cluster, 0, dstack_register(..))` on
 /// anvil, as the node client measures it (`eth_estimateGas` from the EntryPoint minus the
 /// 21 000 intrinsic; tests/gas.rs). All figures below were measured the same way on
-/// 2026-12-04; the forge gas table puts `dstack_register` itself near 341,592.
+/// 2026-12-04. (It includes the registration's calldata cost, which the EntryPoint's inner
+/// call does not pay, so it sits above the execution itself.)
 pub const MEASURED_REGISTER_EXECUTION: u128 = 313_016;
 /// Execution gas measured for `execute(cluster, 0, setCskCommitment(..))`.
 pub const MEASURED_CSK_EXECUTION: u128 = 46_473;
