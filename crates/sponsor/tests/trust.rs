@@ -2,7 +2,9 @@
 //! `ClusterDiamondFactory` and `ClusterMemberFactory` are open to anyone, so "deployed by the
 //! factory" says nothing about who runs a cluster. An attacker deploys a cluster that trusts
 //! their own KMS root, registers a member with `dstack_register` (keys from a devtee signing
-//! with that root), and asks the sponsor to pay for the member's `send`.
+//! with that root), and asks the sponsor to pay for the member's `send`, `setCskCommitment`
+//! and `publishWgKey`: denied `cluster_not_in_trust_set`, whether the operator lists its
+//! cluster by address or by owner, while the operator's own member is still sponsored.
 
 mod common;
 
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, B256, Bytes};
 use alloy_sol_types::SolCall;
-use attestmesh_chain::bindings::{IAttestFacet, IMessageFacet};
+use attestmesh_chain::bindings::{IAttestFacet, IAttestWrite, IMessageFacet, INetworkFacet};
 use attestmesh_chain::deploy;
 use attestmesh_chain::devstack::{self, ClusterSpec, Devchain, dev_cluster_args};
 use attestmesh_chain::rpc::RpcClient;
@@ -164,20 +166,30 @@ async fn attack_sponsor_pays_for_attacker_cluster_from_shared_factory() {
         .trusting(trust.clone());
         let policy = Policy::new(cfg, view.clone(), store.clone());
 
-        let attack = op(
-            member,
-            0,
-            execute(attacker_cluster, 0, &send_call(B256::ZERO)),
-        );
-        let d = policy
-            .decide(&attack, entry_point, 31337, NOW, Mode::Charge)
-            .await
-            .expect("decides");
-        assert_eq!(
-            d,
-            Decision::Deny(DenyReason::ClusterNotInTrustSet),
-            "the attacker's cluster must not be sponsored ({trust:?})"
-        );
+        let inner_calls = [
+            send_call(B256::ZERO),
+            IAttestWrite::setCskCommitmentCall {
+                commitment: B256::repeat_byte(0xc5),
+            }
+            .abi_encode(),
+            INetworkFacet::publishWgKeyCall {
+                wgPubKey: B256::repeat_byte(0x77),
+            }
+            .abi_encode(),
+        ];
+        for (nonce, inner) in inner_calls.iter().enumerate() {
+            let attack = op(member, nonce as u64, execute(attacker_cluster, 0, inner));
+            let d = policy
+                .decide(&attack, entry_point, 31337, NOW, Mode::Charge)
+                .await
+                .expect("decides");
+            assert_eq!(
+                d,
+                Decision::Deny(DenyReason::ClusterNotInTrustSet),
+                "the attacker's cluster must not be sponsored ({trust:?}, inner {:02x?})",
+                &inner[..4]
+            );
+        }
 
         // The operator's own member is still sponsored.
         let ok = op(
