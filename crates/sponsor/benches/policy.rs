@@ -142,7 +142,8 @@ async fn run() {
         MEMBER_FACTORY,
         CLUSTER_FACTORY,
         u32::MAX,
-    );
+    )
+    .trusting(trusted());
     let mut cold_cfg = cfg.clone();
     cold_cfg.positive_ttl = Duration::ZERO;
     cold_cfg.negative_ttl = Duration::ZERO;

@@ -18,6 +18,8 @@ sol! {
     function isDeployedCluster(address cluster) returns (bool);
     /// `IDstackFacet.allowedAppIds`.
     function allowedAppIds(address appId) returns (bool);
+    /// `IAttestFacet.clusterOwner`: who the operator's `--trusted-cluster-owner` names.
+    function clusterOwner() returns (address);
 }
 
 /// Inner calls a node makes through `execute(cluster, 0, inner)` (DESIGN §10): registration,

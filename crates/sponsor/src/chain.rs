@@ -9,7 +9,18 @@ use alloy_primitives::{Address, Bytes, U256};
 use alloy_sol_types::SolCall;
 use attestmesh_chain::rpc::{RpcClient, RpcError};
 
-use crate::calls::{allowedAppIdsCall, clusterCall, isDeployedClusterCall, isOurMemberCall};
+use crate::calls::{
+    allowedAppIdsCall, clusterCall, clusterOwnerCall, isDeployedClusterCall, isOurMemberCall,
+};
+
+/// The chain's current fee levels, which bound the fees the sponsor signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainFees {
+    /// `baseFeePerGas` of the latest block (0 without EIP-1559).
+    pub base_fee: u128,
+    /// `eth_maxPriorityFeePerGas`.
+    pub priority_fee: u128,
+}
 
 /// A chain read that could not be answered. Never a policy denial: the request fails with
 /// HTTP 503 / JSON-RPC -32003 so the caller retries, rather than being told "no" for good.
@@ -72,6 +83,13 @@ pub trait ChainView: Send + Sync + 'static {
         cluster: Address,
         app_id: Address,
     ) -> impl Future<Output = Result<bool, ChainError>> + Send;
+    /// `IAttestFacet(cluster).clusterOwner()`, `None` when the call reverts or returns nothing.
+    fn cluster_owner(
+        &self,
+        cluster: Address,
+    ) -> impl Future<Output = Result<Option<Address>, ChainError>> + Send;
+    /// The latest base fee and the node's suggested priority fee.
+    fn fees(&self) -> impl Future<Output = Result<ChainFees, ChainError>> + Send;
 }
 
 impl From<RpcError> for ChainError {
@@ -187,5 +205,19 @@ impl ChainView for RpcChainView {
             .call(cluster, allowedAppIdsCall { appId: app_id })
             .await?
             .unwrap_or(false))
+    }
+
+    async fn cluster_owner(&self, cluster: Address) -> Result<Option<Address>, ChainError> {
+        Ok(self
+            .call(cluster, clusterOwnerCall {})
+            .await?
+            .filter(|a| !a.is_zero()))
+    }
+
+    async fn fees(&self) -> Result<ChainFees, ChainError> {
+        Ok(ChainFees {
+            base_fee: self.rpc.base_fee().await?,
+            priority_fee: self.rpc.max_priority_fee().await?,
+        })
     }
 }

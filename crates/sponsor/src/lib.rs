@@ -6,13 +6,16 @@
 //!
 //! * **ERC-7677** JSON-RPC on `POST /` (also `/rpc`): `pm_getPaymasterStubData` (policy check,
 //!   nothing charged, a dummy signature of the final shape, `isFinal: false`) and
-//!   `pm_getPaymasterData` (policy check, one daily operation charged, real signature), both with
-//!   params `[userOp, entryPoint, chainId, context]`, the v0.7 userOp given unpacked; plus
+//!   `pm_getPaymasterData` (policy check, one daily operation and its wei charged, real
+//!   signature), both with params `[userOp, entryPoint, chainId, context]`, the v0.7 userOp given unpacked; plus
 //!   `pm_supportedEntryPoints`.
 //! * **Hosted-paymaster webhook** on `POST /webhook` (Standard Webhooks signatures), so an
 //!   operator can keep a hosted paymaster and still apply this policy.
 //!
-//! Sponsorship is a policy gate for the operator's gas, not a security boundary (DESIGN §1).
+//! Sponsorship is a policy gate for the operator's gas, not a security boundary (DESIGN §1) —
+//! but the gate must hold: only clusters the operator chose, only the gas an operation needs,
+//! at most a daily wei budget, and a per-client rate limit on the JSON-RPC endpoint. A signer
+//! key file that group or others can read is refused at startup.
 //!
 //! # Policy: first failure wins
 //!
@@ -29,8 +32,23 @@
 //! | 6 | inner selector is `dstack_register`, `send`, `setCskCommitment` or `publishWgKey` | `inner_selector_not_allowed` |
 //! | 7 | `execute` target is a cluster from the trusted factory | `target_not_trusted_cluster` |
 //! | 8 | … and it is the sender's own cluster | `target_not_sender_cluster` |
-//! | 9 | a `dstack_register` would succeed (`eth_call` from the sender): validation cannot check the KMS chain, so this stops free fresh members from burning the deposit on reverting bootstraps | `registration_would_revert` |
-//! | 10 | sender is under its daily cap (UTC day; persisted; one charge per `(sender, nonce)`) | `daily_cap_exceeded` |
+//! | 9 | … and the operator chose it: listed in `--trusted-cluster`, or its `clusterOwner()` is in `--trusted-cluster-owner` (the factories are open to anyone) | `cluster_not_in_trust_set` |
+//! | 10 | `callGasLimit` ≤ the measured execution gas of the inner call's kind (+ margin; `send` also per byte) | `call_gas_limit_too_high` |
+//! | 11 | `verificationGasLimit` ≤ the measured bootstrap or registered validation (+ deployment when `factory` is set, + per `callData` byte, + margin) | `verification_gas_limit_too_high` |
+//! | 12 | `paymasterVerificationGasLimit` ≤ 100 000 | `paymaster_verification_gas_limit_too_high` |
+//! | 13 | `paymasterPostOpGasLimit` ≤ 0 (`SponsorPaymaster` has no postOp) | `paymaster_post_op_gas_limit_too_high` |
+//! | 14 | `preVerificationGas` ≤ the bundler calldata rule × (1 + PVG margin) + PVG allowance | `pre_verification_gas_too_high` |
+//! | 15 | `maxPriorityFeePerGas` ≤ fee multiple × the chain's priority fee | `max_priority_fee_too_high` |
+//! | 16 | `maxFeePerGas` ≤ fee multiple × (base fee + priority fee) | `max_fee_too_high` |
+//! | 17 | a `dstack_register` would succeed (`eth_call` from the sender): validation cannot check the KMS chain, so this stops free fresh members from burning the deposit on reverting bootstraps | `registration_would_revert` |
+//! | 18 | sender is under its daily cap (UTC day; persisted; one charge per `(sender, nonce)`) | `daily_cap_exceeded` |
+//! | 19 | the sender's wei today plus this op's maximum cost (five gas values × `maxFeePerGas`) is within its daily wei budget (persisted; a re-sign of a nonce pays only the difference) | `daily_sender_budget_exceeded` |
+//! | 20 | … and within its cluster's daily wei budget | `daily_cluster_budget_exceeded` |
+//!
+//! The gas figures, margins and defaults are in [`bounds`]; they are checked against the real
+//! contracts by `tests/gas.rs`. Stub requests carry no gas values yet (zero passes every bound)
+//! and are judged again, with their values, by `pm_getPaymasterData`. The policy judges the
+//! operation as it will be signed (our paymaster fields filled in).
 //!
 //! A sponsored decision is labelled `sponsored` in metrics and webhook answers.
 //!
@@ -43,7 +61,8 @@
 //! | unknown method | 200 | -32601 |
 //! | bad params / malformed userOp (message and `data.field` name the field) | 400 | -32602 |
 //! | denied by the policy (`data.reason`) | 200 | -32003 (EIP-1474 "transaction rejected") |
-//! | denied: `daily_cap_exceeded` | 200 | -32005 (EIP-1474 "limit exceeded") |
+//! | denied: `daily_cap_exceeded`, `daily_sender_budget_exceeded`, `daily_cluster_budget_exceeded` | 200 | -32005 (EIP-1474 "limit exceeded") |
+//! | over the client's rate limit (per remote IP; `data.reason` `rate_limited`, `Retry-After: 1`) | 429 | -32005 |
 //! | chain RPC unreachable / failing (retry) | 503 | -32002 (EIP-1474 "resource unavailable") |
 //! | counter database or signing failure | 500 | -32603 |
 //!
@@ -70,10 +89,12 @@
 //! text (`attestmesh_sponsor_decisions_total{method,reason}`,
 //! `attestmesh_sponsor_request_errors_total{endpoint,kind}`, `attestmesh_sponsor_decision_seconds`).
 
+pub mod bounds;
 pub mod calls;
 pub mod chain;
 pub mod metrics;
 pub mod policy;
+pub mod ratelimit;
 pub mod server;
 pub mod signer;
 pub mod store;
@@ -88,8 +109,10 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 
+pub use bounds::GasBounds;
 pub use chain::{ChainError, ChainView, RpcChainView};
-pub use policy::{Decision, DenyReason, Mode, Origin, OriginKind, Policy, PolicyConfig};
+pub use policy::{Decision, DenyReason, Mode, Origin, OriginKind, Policy, PolicyConfig, TrustSet};
+pub use ratelimit::RateLimit;
 pub use server::{Service, ServiceConfig, router, serve};
 pub use signer::SponsorSigner;
 pub use store::CounterStore;
@@ -118,6 +141,16 @@ pub struct Settings {
     pub db_path: PathBuf,
     /// Operations per sender per UTC day.
     pub daily_cap: u32,
+    /// The clusters the operator pays for; empty is a startup error.
+    pub trust: TrustSet,
+    /// Gas and fee bounds.
+    pub bounds: GasBounds,
+    /// Wei per sender per UTC day.
+    pub daily_wei_per_sender: u128,
+    /// Wei per cluster per UTC day.
+    pub daily_wei_per_cluster: u128,
+    /// Per-client-IP rate limit of the JSON-RPC endpoint.
+    pub rate_limit: RateLimit,
     /// File holding the `whsec_…` webhook secret; `None` disables `/webhook`.
     pub webhook_secret_file: Option<PathBuf>,
     /// Per-request timeout towards the chain RPC.
@@ -127,6 +160,12 @@ pub struct Settings {
 /// A startup failure, naming the setting at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// No cluster and no cluster owner to pay for. The factories are open to anyone, so
+    /// "every factory cluster" would pay for strangers' clusters: there is no such default.
+    #[error(
+        "no trusted clusters: set --trusted-cluster (SPONSOR_TRUSTED_CLUSTERS) and/or --trusted-cluster-owner (SPONSOR_TRUSTED_CLUSTER_OWNERS)"
+    )]
+    NoTrustSet,
     /// The signer key file is unreadable or malformed.
     #[error("--signer-key-file: {0}")]
     SignerKey(#[from] signer::SignerError),
@@ -177,6 +216,9 @@ pub async fn run(
     on_ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    if s.trust.is_empty() {
+        return Err(StartError::NoTrustSet);
+    }
     let signer = SponsorSigner::from_file(&s.signer_key_file)?;
     let webhook = match &s.webhook_secret_file {
         Some(p) => {
@@ -220,23 +262,29 @@ pub async fn run(
         });
     }
 
-    let policy = Policy::new(
-        PolicyConfig::new(
-            s.chain_id,
-            s.entry_point,
-            s.member_factory,
-            s.cluster_factory,
-            s.daily_cap,
-        ),
-        RpcChainView::new(rpc),
-        Arc::new(store),
+    let mut cfg = PolicyConfig::new(
+        s.chain_id,
+        s.entry_point,
+        s.member_factory,
+        s.cluster_factory,
+        s.daily_cap,
+    )
+    .trusting(s.trust.clone());
+    cfg.bounds = s.bounds.clone();
+    cfg.daily_wei_per_sender = s.daily_wei_per_sender;
+    cfg.daily_wei_per_cluster = s.daily_wei_per_cluster;
+    let mut service_cfg = ServiceConfig::new(s.paymaster);
+    // What the service asks for itself never exceeds what the policy lets it sign.
+    service_cfg.verification_gas_limit = service_cfg
+        .verification_gas_limit
+        .min(s.bounds.paymaster_verification_gas);
+    service_cfg.post_op_gas_limit = service_cfg
+        .post_op_gas_limit
+        .min(s.bounds.paymaster_post_op_gas);
+    let policy = Policy::new(cfg, RpcChainView::new(rpc), Arc::new(store));
+    let service = Arc::new(
+        Service::new(policy, signer, webhook, service_cfg).with_rate_limit(Some(s.rate_limit)),
     );
-    let service = Arc::new(Service::new(
-        policy,
-        signer,
-        webhook,
-        ServiceConfig::new(s.paymaster),
-    ));
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -252,6 +300,8 @@ pub async fn run(
         chain_id = s.chain_id,
         paymaster = %s.paymaster,
         signer = %service.signer_address(),
+        trusted_clusters = s.trust.clusters.len(),
+        trusted_owners = s.trust.owners.len(),
         pruned_rows = pruned,
         "sponsor service listening"
     );

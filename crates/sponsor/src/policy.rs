@@ -6,16 +6,50 @@
 //! stays a member), so positive answers are kept for minutes, while negative answers are kept
 //! only seconds — a node that just got deployed or allowlisted must not wait long.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, U256};
 use attestmesh_core::userop::UserOperation;
 
+use crate::bounds::{self, GasBounds};
 use crate::calls;
-use crate::chain::{ChainError, ChainView};
-use crate::store::{Charge, CounterStore, StoreError, day_of};
+use crate::chain::{ChainError, ChainFees, ChainView};
+use crate::store::{Ask, Charge, CounterStore, StoreError, day_of};
+
+/// The clusters whose members the operator pays for: listed addresses, or any cluster whose
+/// `clusterOwner()` is a listed owner. Empty trusts nothing (and `run` refuses to start so).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustSet {
+    /// Cluster addresses (`--trusted-cluster`).
+    pub clusters: BTreeSet<Address>,
+    /// Cluster owners (`--trusted-cluster-owner`), e.g. the operator's Safe.
+    pub owners: BTreeSet<Address>,
+}
+
+impl TrustSet {
+    /// Exactly these clusters.
+    pub fn clusters(clusters: impl IntoIterator<Item = Address>) -> Self {
+        Self {
+            clusters: clusters.into_iter().collect(),
+            owners: BTreeSet::new(),
+        }
+    }
+
+    /// Every cluster owned by one of `owners`.
+    pub fn owners(owners: impl IntoIterator<Item = Address>) -> Self {
+        Self {
+            clusters: BTreeSet::new(),
+            owners: owners.into_iter().collect(),
+        }
+    }
+
+    /// Whether nothing is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.clusters.is_empty() && self.owners.is_empty()
+    }
+}
 
 /// Why an operation is not sponsored. The strings from [`DenyReason::as_str`] are an interface:
 /// never rename one.
@@ -37,17 +71,40 @@ pub enum DenyReason {
     TargetNotTrustedCluster,
     /// `execute` targets a trusted cluster, but not the sender's own.
     TargetNotSenderCluster,
+    /// The sender's cluster came from the trusted factory but is not one the operator chose: its
+    /// address is not in `--trusted-cluster` and its `clusterOwner()` not in
+    /// `--trusted-cluster-owner`. The factories are open to anyone, so factory provenance alone
+    /// would let anyone with their own KMS root spend the operator's gas.
+    ClusterNotInTrustSet,
+    /// `callGasLimit` above the bound for the inner call's kind.
+    CallGasLimitTooHigh,
+    /// `verificationGasLimit` above the bound (bootstrap or registered member, deployment).
+    VerificationGasLimitTooHigh,
+    /// `paymasterVerificationGasLimit` above what the paymaster's validation needs.
+    PaymasterVerificationGasLimitTooHigh,
+    /// `paymasterPostOpGasLimit` above the bound (0: `SponsorPaymaster` has no postOp).
+    PaymasterPostOpGasLimitTooHigh,
+    /// `preVerificationGas` above the bundler calldata rule plus margin and allowance.
+    PreVerificationGasTooHigh,
+    /// `maxPriorityFeePerGas` above the configured multiple of the chain's priority fee.
+    MaxPriorityFeeTooHigh,
+    /// `maxFeePerGas` above the configured multiple of the chain's base plus priority fee.
+    MaxFeeTooHigh,
     /// A `dstack_register` that the cluster would reject (simulated with `eth_call` from the
     /// sender). Validation of a bootstrap op cannot check the KMS chain, so without this anyone
     /// could deploy fresh members for free and burn the paymaster's deposit on reverting ops.
     RegistrationWouldRevert,
     /// The sender used up its operations for the (UTC) day.
     DailyCapExceeded,
+    /// The sender's wei for the day (sum of each op's maximum cost) would exceed its budget.
+    DailySenderBudgetExceeded,
+    /// The cluster's wei for the day would exceed its budget.
+    DailyClusterBudgetExceeded,
 }
 
 impl DenyReason {
     /// Every reason, in evaluation order.
-    pub const ALL: [DenyReason; 10] = [
+    pub const ALL: [DenyReason; 20] = [
         Self::ChainIdMismatch,
         Self::UnsupportedEntryPoint,
         Self::SenderNotMember,
@@ -56,8 +113,18 @@ impl DenyReason {
         Self::InnerSelectorNotAllowed,
         Self::TargetNotTrustedCluster,
         Self::TargetNotSenderCluster,
+        Self::ClusterNotInTrustSet,
+        Self::CallGasLimitTooHigh,
+        Self::VerificationGasLimitTooHigh,
+        Self::PaymasterVerificationGasLimitTooHigh,
+        Self::PaymasterPostOpGasLimitTooHigh,
+        Self::PreVerificationGasTooHigh,
+        Self::MaxPriorityFeeTooHigh,
+        Self::MaxFeeTooHigh,
         Self::RegistrationWouldRevert,
         Self::DailyCapExceeded,
+        Self::DailySenderBudgetExceeded,
+        Self::DailyClusterBudgetExceeded,
     ];
 
     /// The stable reason string (documented in the crate docs).
@@ -71,8 +138,20 @@ impl DenyReason {
             Self::InnerSelectorNotAllowed => "inner_selector_not_allowed",
             Self::TargetNotTrustedCluster => "target_not_trusted_cluster",
             Self::TargetNotSenderCluster => "target_not_sender_cluster",
+            Self::ClusterNotInTrustSet => "cluster_not_in_trust_set",
+            Self::CallGasLimitTooHigh => "call_gas_limit_too_high",
+            Self::VerificationGasLimitTooHigh => "verification_gas_limit_too_high",
+            Self::PaymasterVerificationGasLimitTooHigh => {
+                "paymaster_verification_gas_limit_too_high"
+            }
+            Self::PaymasterPostOpGasLimitTooHigh => "paymaster_post_op_gas_limit_too_high",
+            Self::PreVerificationGasTooHigh => "pre_verification_gas_too_high",
+            Self::MaxPriorityFeeTooHigh => "max_priority_fee_too_high",
+            Self::MaxFeeTooHigh => "max_fee_too_high",
             Self::RegistrationWouldRevert => "registration_would_revert",
             Self::DailyCapExceeded => "daily_cap_exceeded",
+            Self::DailySenderBudgetExceeded => "daily_sender_budget_exceeded",
+            Self::DailyClusterBudgetExceeded => "daily_cluster_budget_exceeded",
         }
     }
 }
@@ -155,6 +234,16 @@ pub struct PolicyConfig {
     pub cluster_factory: Address,
     /// Operations per sender per UTC day.
     pub daily_cap: u32,
+    /// The clusters the operator pays for.
+    pub trust: TrustSet,
+    /// Gas and fee bounds.
+    pub bounds: GasBounds,
+    /// Wei (sum of each sponsored op's maximum cost) per sender per UTC day.
+    pub daily_wei_per_sender: u128,
+    /// Wei per cluster (all its members together) per UTC day.
+    pub daily_wei_per_cluster: u128,
+    /// How long the chain's fee levels are reused.
+    pub fee_ttl: Duration,
     /// How long a positive provenance / cluster answer is reused.
     pub positive_ttl: Duration,
     /// How long a negative answer is reused (short, so new members are not kept waiting).
@@ -164,7 +253,9 @@ pub struct PolicyConfig {
 }
 
 impl PolicyConfig {
-    /// Defaults for the cache knobs: 10 min positive, 5 s negative, 100 000 entries.
+    /// Defaults: 10 min positive, 5 s negative, 100 000 cache entries; an empty trust set (set
+    /// one with [`PolicyConfig::trusting`]); default [`GasBounds`]; [`DEFAULT_DAILY_WEI_PER_SENDER`]
+    /// and [`DEFAULT_DAILY_WEI_PER_CLUSTER`]; fee levels reused for 3 s.
     pub fn new(
         chain_id: u64,
         entry_point: Address,
@@ -178,12 +269,28 @@ impl PolicyConfig {
             member_factory,
             cluster_factory,
             daily_cap,
+            trust: TrustSet::default(),
+            bounds: GasBounds::default(),
+            daily_wei_per_sender: DEFAULT_DAILY_WEI_PER_SENDER,
+            daily_wei_per_cluster: DEFAULT_DAILY_WEI_PER_CLUSTER,
+            fee_ttl: Duration::from_secs(3),
             positive_ttl: Duration::from_secs(600),
             negative_ttl: Duration::from_secs(5),
             cache_capacity: 100_000,
         }
     }
+
+    /// The same, paying for the clusters in `trust`.
+    pub fn trusting(mut self, trust: TrustSet) -> Self {
+        self.trust = trust;
+        self
+    }
 }
+
+/// Default wei per sender per day: 0.05 ETH (tens of operations at L1 prices, thousands on Base).
+pub const DEFAULT_DAILY_WEI_PER_SENDER: u128 = 50_000_000_000_000_000;
+/// Default wei per cluster per day: 1 ETH.
+pub const DEFAULT_DAILY_WEI_PER_CLUSTER: u128 = 1_000_000_000_000_000_000;
 
 #[derive(Clone, Copy)]
 enum Cached {
@@ -196,6 +303,8 @@ enum Cached {
 enum CacheKey {
     Sender(Address),
     Cluster(Address),
+    /// Whether the operator's trust set covers this cluster (by address or owner).
+    Trusted(Address),
 }
 
 /// Positive-long / negative-short TTL cache of provenance answers.
@@ -277,6 +386,7 @@ pub struct Policy<C> {
     chain: C,
     cache: ProvenanceCache,
     store: Arc<CounterStore>,
+    fees: Mutex<Option<(ChainFees, Instant)>>,
 }
 
 /// Whether a decision consumes one of the sender's daily operations.
@@ -297,7 +407,80 @@ impl<C: ChainView> Policy<C> {
             chain,
             cache,
             store,
+            fees: Mutex::new(None),
         }
+    }
+
+    /// Whether the operator's trust set covers `cluster`: listed, or owned by a listed owner
+    /// (read from the chain and cached like provenance; an ownership transfer away from the
+    /// operator takes effect within the positive TTL).
+    pub async fn is_operator_trusted(&self, cluster: Address) -> Result<bool, ChainError> {
+        if self.cfg.trust.clusters.contains(&cluster) {
+            return Ok(true);
+        }
+        if self.cfg.trust.owners.is_empty() {
+            return Ok(false);
+        }
+        if let Some(Cached::Cluster(b)) = self.cache.get(CacheKey::Trusted(cluster)) {
+            return Ok(b);
+        }
+        let owner = self.chain.cluster_owner(cluster).await?;
+        let b = owner.is_some_and(|o| self.cfg.trust.owners.contains(&o));
+        self.cache
+            .put(CacheKey::Trusted(cluster), Cached::Cluster(b));
+        Ok(b)
+    }
+
+    /// The chain's fee levels, reused for `fee_ttl`.
+    async fn chain_fees(&self) -> Result<ChainFees, ChainError> {
+        if let Some((f, at)) = *self.fees.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < self.cfg.fee_ttl
+        {
+            return Ok(f);
+        }
+        let f = self.chain.fees().await?;
+        *self.fees.lock().unwrap_or_else(|p| p.into_inner()) = Some((f, Instant::now()));
+        Ok(f)
+    }
+
+    /// The first gas or fee bound `op` breaks, in the order of [`DenyReason::ALL`].
+    async fn check_gas(
+        &self,
+        op: &UserOperation,
+        inner: &'static str,
+        inner_len: usize,
+    ) -> Result<Option<DenyReason>, ChainError> {
+        let b = &self.cfg.bounds;
+        if op.call_gas_limit > b.call_gas_limit(inner, inner_len) {
+            return Ok(Some(DenyReason::CallGasLimitTooHigh));
+        }
+        let bootstrap = inner == "dstack_register";
+        if op.verification_gas_limit
+            > b.verification_gas_limit_for(bootstrap, op.factory.is_some(), op.call_data.len())
+        {
+            return Ok(Some(DenyReason::VerificationGasLimitTooHigh));
+        }
+        if op.paymaster_verification_gas_limit > b.paymaster_verification_gas {
+            return Ok(Some(DenyReason::PaymasterVerificationGasLimitTooHigh));
+        }
+        if op.paymaster_post_op_gas_limit > b.paymaster_post_op_gas {
+            return Ok(Some(DenyReason::PaymasterPostOpGasLimitTooHigh));
+        }
+        if op.pre_verification_gas > U256::from(b.pre_verification_gas(op)) {
+            return Ok(Some(DenyReason::PreVerificationGasTooHigh));
+        }
+        if op.max_fee_per_gas == 0 && op.max_priority_fee_per_gas == 0 {
+            // A stub request before the wallet priced the operation: nothing to bound yet.
+            return Ok(None);
+        }
+        let fees = self.chain_fees().await?;
+        if op.max_priority_fee_per_gas > b.max_priority_fee(fees.priority_fee) {
+            return Ok(Some(DenyReason::MaxPriorityFeeTooHigh));
+        }
+        if op.max_fee_per_gas > b.max_fee(fees.base_fee, fees.priority_fee) {
+            return Ok(Some(DenyReason::MaxFeeTooHigh));
+        }
+        Ok(None)
     }
 
     /// The settings.
@@ -400,6 +583,12 @@ impl<C: ChainView> Policy<C> {
         if outer.target != origin.cluster {
             return Ok(Decision::Deny(DenyReason::TargetNotSenderCluster));
         }
+        if !self.is_operator_trusted(origin.cluster).await? {
+            return Ok(Decision::Deny(DenyReason::ClusterNotInTrustSet));
+        }
+        if let Some(r) = self.check_gas(op, inner, outer.data.len()).await? {
+            return Ok(Decision::Deny(r));
+        }
         if inner == "dstack_register"
             && !self
                 .chain
@@ -408,34 +597,31 @@ impl<C: ChainView> Policy<C> {
         {
             return Ok(Decision::Deny(DenyReason::RegistrationWouldRevert));
         }
-        let (store, sender, nonce, cap, day) = (
-            self.store.clone(),
-            op.sender,
-            op.nonce,
-            self.cfg.daily_cap,
-            day_of(now_unix),
-        );
-        let used = tokio::task::spawn_blocking(move || -> Result<Result<u32, ()>, StoreError> {
-            match mode {
-                Mode::Check => {
-                    let n = store.count(sender, day)?;
-                    Ok(if n < cap { Ok(n) } else { Err(()) })
-                }
-                Mode::Charge => Ok(match store.try_charge(sender, nonce, day, cap)? {
-                    Charge::Charged(n) | Charge::AlreadyCharged(n) => Ok(n),
-                    Charge::CapReached(_) => Err(()),
-                }),
-            }
-        })
-        .await
-        .map_err(|e| PolicyError::Join(e.to_string()))??;
-        match used {
-            Ok(used_today) => Ok(Decision::Sponsor {
+        let ask = Ask {
+            sender: op.sender,
+            cluster: origin.cluster,
+            nonce: op.nonce,
+            day: day_of(now_unix),
+            cap: self.cfg.daily_cap,
+            cost: bounds::max_cost(op),
+            sender_budget: self.cfg.daily_wei_per_sender,
+            cluster_budget: self.cfg.daily_wei_per_cluster,
+        };
+        let store = self.store.clone();
+        let outcome = tokio::task::spawn_blocking(move || store.charge(&ask, mode == Mode::Charge))
+            .await
+            .map_err(|e| PolicyError::Join(e.to_string()))??;
+        Ok(match outcome {
+            Charge::Charged(used_today)
+            | Charge::AlreadyCharged(used_today)
+            | Charge::Allowed(used_today) => Decision::Sponsor {
                 origin,
                 inner,
                 used_today,
-            }),
-            Err(()) => Ok(Decision::Deny(DenyReason::DailyCapExceeded)),
-        }
+            },
+            Charge::CapReached(_) => Decision::Deny(DenyReason::DailyCapExceeded),
+            Charge::SenderBudget => Decision::Deny(DenyReason::DailySenderBudgetExceeded),
+            Charge::ClusterBudget => Decision::Deny(DenyReason::DailyClusterBudgetExceeded),
+        })
     }
 }

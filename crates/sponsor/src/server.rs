@@ -13,8 +13,9 @@ use alloy_primitives::Address;
 use attestmesh_core::userop::{SponsorPaymasterData, UserOperation, sponsor_paymaster_hash};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use crate::chain::{ChainError, ChainView};
 use crate::metrics::Metrics;
 use crate::policy::{Decision, DenyReason, Mode, Policy, PolicyError};
+use crate::ratelimit::{RateLimit, RateLimiter};
 use crate::signer::{SignerError, SponsorSigner};
 use crate::webhook::{WebhookError, WebhookSecret};
 use crate::wire::{self, FieldError};
@@ -83,6 +85,8 @@ pub struct Service<C> {
     /// Webhook deliveries answered in the last tolerance window, by `webhook-id`: a retried
     /// delivery gets the same answer and is not charged twice.
     webhook_seen: Mutex<HashMap<String, (String, u64)>>,
+    /// Per-client-IP token buckets of the JSON-RPC endpoint (`None`: unlimited).
+    limiter: Option<RateLimiter>,
 }
 
 fn system_now() -> u64 {
@@ -108,7 +112,15 @@ impl<C: ChainView> Service<C> {
             metrics: Metrics::default(),
             clock: Arc::new(system_now),
             webhook_seen: Mutex::new(HashMap::new()),
+            limiter: Some(RateLimiter::new(RateLimit::default())),
         }
+    }
+
+    /// Replaces the per-client rate limit of the JSON-RPC endpoint ([`RateLimit::default`]
+    /// unless set; `None` turns it off, e.g. for a benchmark from one address).
+    pub fn with_rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.limiter = limit.map(RateLimiter::new);
+        self
     }
 
     /// Replaces the wall clock (unix seconds); tests use it to cross day boundaries.
@@ -133,11 +145,18 @@ impl<C: ChainView> Service<C> {
     }
 }
 
-/// Builds the router.
+/// Builds the router. The JSON-RPC routes are rate limited per client IP when the connection's
+/// address is known (served by [`serve`]).
 pub fn router<C: ChainView>(service: Arc<Service<C>>) -> Router {
-    Router::new()
+    let rpc_routes = Router::new()
         .route("/", post(rpc::<C>))
         .route("/rpc", post(rpc::<C>))
+        .route_layer(middleware::from_fn_with_state(
+            service.clone(),
+            rate_limit::<C>,
+        ));
+    Router::new()
+        .merge(rpc_routes)
         .route("/webhook", post(webhook::<C>))
         .route("/healthz", get(healthz::<C>))
         .route("/metrics", get(metrics::<C>))
@@ -150,9 +169,45 @@ pub async fn serve<C: ChainView>(
     service: Arc<Service<C>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(service).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Refuses a JSON-RPC request over its client's token bucket: HTTP 429, JSON-RPC -32005.
+async fn rate_limit<C: ChainView>(
+    State(svc): State<Arc<Service<C>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let (Some(limiter), Some(ip)) = (&svc.limiter, peer)
+        && !limiter.allow(ip, Instant::now())
+    {
+        svc.metrics.error("rpc", "rate_limited");
+        let l = limiter.limit();
+        let mut r = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"jsonrpc": "2.0", "id": null, "error": {
+                "code": -32005,
+                "message": format!(
+                    "rate limit exceeded: at most {} requests per second (bursts of {}) per client",
+                    l.per_sec, l.burst
+                ),
+                "data": {"reason": "rate_limited"},
+            }}),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    next.run(req).await
 }
 
 /// A JSON-RPC failure with its HTTP status and code.
@@ -170,7 +225,8 @@ pub enum RpcError {
     /// Bad params / malformed userOp: HTTP 400, -32602.
     #[error(transparent)]
     InvalidParams(#[from] FieldError),
-    /// Policy said no: HTTP 200, -32005 for the daily cap, -32003 otherwise; `data.reason`.
+    /// Policy said no: HTTP 200, -32005 for the daily cap and wei budgets, -32003 otherwise;
+    /// `data.reason`.
     #[error("sponsorship denied: {0}")]
     Denied(DenyReason),
     /// Chain unreachable: HTTP 503, -32002 (retry later).
@@ -189,7 +245,11 @@ impl RpcError {
             RpcError::InvalidRequest(_) => -32600,
             RpcError::MethodNotFound(_) => -32601,
             RpcError::InvalidParams(_) => -32602,
-            RpcError::Denied(DenyReason::DailyCapExceeded) => -32005,
+            RpcError::Denied(
+                DenyReason::DailyCapExceeded
+                | DenyReason::DailySenderBudgetExceeded
+                | DenyReason::DailyClusterBudgetExceeded,
+            ) => -32005,
             RpcError::Denied(_) => -32003,
             RpcError::Chain(_) => -32002,
             RpcError::Internal(_) => -32603,
@@ -323,7 +383,8 @@ async fn dispatch<C: ChainView>(svc: &Service<C>, req: &Value) -> Result<Value, 
         .ok_or(RpcError::InvalidRequest("method must be a string"))?;
     match method {
         "pm_getPaymasterStubData" => {
-            let p = pm_params(req, false)?;
+            let mut p = pm_params(req, false)?;
+            with_our_paymaster(svc, &mut p.op);
             decide(svc, "pm_getPaymasterStubData", &p, Mode::Check).await?;
             let (until, after) = window(svc);
             let data = SponsorPaymasterData::new(until, after, STUB_SIGNATURE)
@@ -331,24 +392,17 @@ async fn dispatch<C: ChainView>(svc: &Service<C>, req: &Value) -> Result<Value, 
             Ok(json!({
                 "paymaster": svc.cfg.paymaster.to_string(),
                 "paymasterData": wire::hex_bytes(&data.encode()),
-                "paymasterVerificationGasLimit": wire::hex_quantity(svc.cfg.verification_gas_limit),
-                "paymasterPostOpGasLimit": wire::hex_quantity(svc.cfg.post_op_gas_limit),
+                "paymasterVerificationGasLimit": wire::hex_quantity(p.op.paymaster_verification_gas_limit),
+                "paymasterPostOpGasLimit": wire::hex_quantity(p.op.paymaster_post_op_gas_limit),
                 "isFinal": false,
             }))
         }
         "pm_getPaymasterData" => {
-            let p = pm_params(req, true)?;
+            let mut p = pm_params(req, true)?;
+            // The policy judges the operation exactly as it will be signed.
+            with_our_paymaster(svc, &mut p.op);
             decide(svc, "pm_getPaymasterData", &p, Mode::Charge).await?;
-            let mut op = p.op;
-            // Sign over the gas limits the final operation will carry: the wallet's (from the
-            // bundler's estimate) when it has them, ours otherwise — and say which in the result.
-            if op.paymaster != Some(svc.cfg.paymaster) {
-                op.paymaster_verification_gas_limit = svc.cfg.verification_gas_limit;
-                op.paymaster_post_op_gas_limit = svc.cfg.post_op_gas_limit;
-            } else if op.paymaster_verification_gas_limit == 0 {
-                op.paymaster_verification_gas_limit = svc.cfg.verification_gas_limit;
-            }
-            op.paymaster = Some(svc.cfg.paymaster);
+            let op = p.op;
             let (until, after) = window(svc);
             let hash = sponsor_paymaster_hash(
                 &op.pack(),
@@ -371,6 +425,20 @@ async fn dispatch<C: ChainView>(svc: &Service<C>, req: &Value) -> Result<Value, 
         "pm_supportedEntryPoints" => Ok(json!([svc.policy.config().entry_point.to_string()])),
         other => Err(RpcError::MethodNotFound(other.chars().take(64).collect())),
     }
+}
+
+/// Fills in our paymaster as the final operation will carry it: the wallet's paymaster gas
+/// limits (from the bundler's estimate) when it already names us, ours otherwise, and paymaster
+/// data of the final length so `preVerificationGas` is bounded over the bytes that will be sent.
+fn with_our_paymaster<C: ChainView>(svc: &Service<C>, op: &mut UserOperation) {
+    if op.paymaster != Some(svc.cfg.paymaster) {
+        op.paymaster_verification_gas_limit = svc.cfg.verification_gas_limit;
+        op.paymaster_post_op_gas_limit = svc.cfg.post_op_gas_limit;
+    } else if op.paymaster_verification_gas_limit == 0 {
+        op.paymaster_verification_gas_limit = svc.cfg.verification_gas_limit;
+    }
+    op.paymaster = Some(svc.cfg.paymaster);
+    op.paymaster_data = vec![0u8; attestmesh_core::userop::SPONSOR_PAYMASTER_DATA_LEN].into();
 }
 
 fn window<C: ChainView>(svc: &Service<C>) -> (u64, u64) {
@@ -572,6 +640,15 @@ async fn healthz<C: ChainView>(State(svc): State<Arc<Service<C>>>) -> Response {
             "paymaster": svc.cfg.paymaster.to_string(),
             "signer": svc.signer.address().to_string(),
             "webhook": svc.webhook.is_some(),
+            "trustedClusters": cfg.trust.clusters.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "trustedClusterOwners": cfg.trust.owners.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "dailyCap": cfg.daily_cap,
+            "dailyWeiPerSender": cfg.daily_wei_per_sender.to_string(),
+            "dailyWeiPerCluster": cfg.daily_wei_per_cluster.to_string(),
+            "gasMarginPct": cfg.bounds.gas_margin_pct,
+            "pvgMarginPct": cfg.bounds.pvg_margin_pct,
+            "pvgAllowance": cfg.bounds.pvg_allowance.to_string(),
+            "feeMultiple": cfg.bounds.fee_multiple,
         }),
     )
 }

@@ -19,6 +19,17 @@ pub enum SignerError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The key file is readable or writable by its group or others: the key controls the
+    /// paymaster's deposit, so it must be private to the service's user (`chmod 600`).
+    #[error(
+        "signer key file {path} has mode {mode:04o}: it must not be accessible by group or others (chmod 600 {path})"
+    )]
+    Permissions {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The content is not 32 bytes of hex, or not a valid secp256k1 scalar.
     #[error("signer key is not a 32-byte hex secp256k1 private key")]
     Malformed,
@@ -60,8 +71,20 @@ impl SponsorSigner {
         Ok(Self { key, address })
     }
 
-    /// From a file holding the hex key.
+    /// From a file holding the hex key; refuses a file that group or others can access.
     pub fn from_file(path: &Path) -> Result<Self, SignerError> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| SignerError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(SignerError::Permissions {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
         let text =
             Zeroizing::new(
                 std::fs::read_to_string(path).map_err(|source| SignerError::Read {
@@ -145,6 +168,27 @@ mod tests {
             );
             assert_eq!(recover(h, &sig), Some(signer.address()));
         }
+    }
+
+    #[test]
+    fn attack_signer_key_file_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sponsor.key");
+        std::fs::write(&path, "11".repeat(32)).expect("write");
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let e = SponsorSigner::from_file(&path).expect_err("must refuse");
+            let msg = e.to_string();
+            assert!(matches!(e, SignerError::Permissions { .. }), "{msg}");
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert!(msg.contains(&format!("{mode:04o}")), "{msg}");
+            assert!(!msg.contains("1111"), "never the key: {msg}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(SponsorSigner::from_file(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        assert!(SponsorSigner::from_file(&path).is_ok());
     }
 
     #[test]

@@ -247,7 +247,8 @@ async fn real_contracts_agree_with_the_service() {
             .with_timeout(Duration::from_secs(10)),
     );
     let policy = Policy::new(
-        PolicyConfig::new(chain_id, entry_point, member_factory, cluster_factory, 10),
+        PolicyConfig::new(chain_id, entry_point, member_factory, cluster_factory, 10)
+            .trusting(attestmesh_sponsor::TrustSet::owners([from])),
         view,
         store,
     );

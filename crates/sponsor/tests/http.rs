@@ -44,18 +44,19 @@ impl Running {
                 MEMBER_FACTORY,
                 CLUSTER_FACTORY,
                 cap,
-            ),
+            )
+            .trusting(trusted()),
             MemView(state.clone()),
             store,
         );
         let signer = SponsorSigner::from_hex(SIGNER_KEY).expect("key");
         let secret = webhook.then(|| WebhookSecret::parse(WHSEC).expect("secret"));
-        let svc = Arc::new(Service::new(
-            policy,
-            signer,
-            secret,
-            ServiceConfig::new(PAYMASTER),
-        ));
+        // Unlimited: these tests make many requests from one address (tests/attack.rs checks
+        // the limit).
+        let svc = Arc::new(
+            Service::new(policy, signer, secret, ServiceConfig::new(PAYMASTER))
+                .with_rate_limit(None),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -128,6 +129,15 @@ fn params(op: &attestmesh_core::userop::UserOperation) -> Value {
         format!("{CHAIN_ID:#x}"),
         {}
     ])
+}
+
+/// `chmod 600`, as a signer key file must be.
+fn private(path: &Path) {
+    std::fs::set_permissions(
+        path,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .expect("chmod 600");
 }
 
 fn now() -> u64 {
@@ -374,6 +384,12 @@ async fn denials_bad_json_and_malformed_user_ops() {
     let (status, health) = request(srv.addr, "GET", "/healthz", &[], vec![]).await;
     assert_eq!(status, 200);
     assert!(health.contains("\"status\":\"ok\""));
+    let h: Value = serde_json::from_str(&health).expect("json");
+    assert_eq!(
+        h["trustedClusters"],
+        json!([CLUSTER_A.to_string(), CLUSTER_B.to_string()]),
+        "the operator can see what it pays for: {h}"
+    );
     let (_, m) = request(srv.addr, "GET", "/metrics", &[], vec![]).await;
     assert!(m.contains("reason=\"sender_not_member\"} 1"), "{m}");
     assert!(m.contains("kind=\"invalid_params\""), "{m}");
@@ -610,6 +626,7 @@ async fn run_starts_from_settings_and_fails_fast_naming_the_setting() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("key");
     std::fs::write(&key, format!("{SIGNER_KEY}\n")).expect("write key");
+    private(&key);
     let secret = dir.path().join("whsec");
     std::fs::write(&secret, WHSEC).expect("write secret");
     let settings = attestmesh_sponsor::Settings {
@@ -623,6 +640,11 @@ async fn run_starts_from_settings_and_fails_fast_naming_the_setting() {
         signer_key_file: key.clone(),
         db_path: dir.path().join("db"),
         daily_cap: 3,
+        trust: trusted(),
+        bounds: attestmesh_sponsor::GasBounds::default(),
+        daily_wei_per_sender: attestmesh_sponsor::policy::DEFAULT_DAILY_WEI_PER_SENDER,
+        daily_wei_per_cluster: attestmesh_sponsor::policy::DEFAULT_DAILY_WEI_PER_CLUSTER,
+        rate_limit: attestmesh_sponsor::RateLimit::default(),
         webhook_secret_file: Some(secret),
         rpc_timeout: Duration::from_secs(2),
     };
@@ -655,12 +677,39 @@ async fn run_starts_from_settings_and_fails_fast_naming_the_setting() {
     let mut bad_key = settings.clone();
     let bad = dir.path().join("badkey");
     std::fs::write(&bad, "not a key").expect("write");
+    private(&bad);
     bad_key.signer_key_file = bad;
     let e = attestmesh_sponsor::run(bad_key, |_| {}, async {})
         .await
         .expect_err("must fail");
     assert!(e.to_string().starts_with("--signer-key-file"), "{e}");
     assert!(!e.to_string().contains("not a key"));
+    // Readable by others: refused, naming the file and its mode.
+    let mut open_key = settings.clone();
+    let shared = dir.path().join("shared.key");
+    std::fs::write(&shared, SIGNER_KEY).expect("write");
+    std::fs::set_permissions(
+        &shared,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644),
+    )
+    .expect("chmod");
+    open_key.signer_key_file = shared.clone();
+    let e = attestmesh_sponsor::run(open_key, |_| {}, async {})
+        .await
+        .expect_err("must fail");
+    let msg = e.to_string();
+    assert!(msg.starts_with("--signer-key-file"), "{msg}");
+    assert!(
+        msg.contains(&shared.display().to_string()) && msg.contains("0644"),
+        "{msg}"
+    );
+    // No trust set is a configuration error, never "trust every factory cluster".
+    let mut no_trust = settings.clone();
+    no_trust.trust = attestmesh_sponsor::TrustSet::default();
+    let e = attestmesh_sponsor::run(no_trust, |_| {}, async {})
+        .await
+        .expect_err("must fail");
+    assert!(e.to_string().contains("--trusted-cluster"), "{e}");
     let mut no_rpc = settings.clone();
     no_rpc.rpc_url = "http://127.0.0.1:1".into();
     let e = attestmesh_sponsor::run(no_rpc, |_| {}, async {})

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 use attestmesh_sponsor::policy::{
-    Decision, DenyReason, Mode, OriginKind, Policy, PolicyConfig, PolicyError,
+    Decision, DenyReason, Mode, OriginKind, Policy, PolicyConfig, PolicyError, TrustSet,
 };
 use attestmesh_sponsor::store::CounterStore;
 use common::*;
@@ -32,7 +32,8 @@ fn fixture_with(cap: u32, tweak: impl FnOnce(&mut PolicyConfig)) -> Fixture {
         MEMBER_FACTORY,
         CLUSTER_FACTORY,
         cap,
-    );
+    )
+    .trusting(trusted());
     tweak(&mut cfg);
     Fixture {
         policy: Policy::new(cfg, MemView(state.clone()), store),
@@ -216,9 +217,72 @@ async fn first_failure_wins_in_documented_order() {
         Decision::Deny(DenyReason::TargetNotSenderCluster)
     );
     worst.call_data = execute(CLUSTER_A, 0, &set_csk(1));
+    // Every gas and fee value out of bounds at once; fixed one at a time in table order.
+    worst.call_gas_limit = 10_000_000;
+    worst.verification_gas_limit = 10_000_000;
+    worst.paymaster = Some(PAYMASTER);
+    worst.paymaster_verification_gas_limit = 10_000_000;
+    worst.paymaster_post_op_gas_limit = 1;
+    worst.pre_verification_gas = alloy_primitives::U256::from(10_000_000u64);
+    worst.max_priority_fee_per_gas = 1000 * GWEI;
+    worst.max_fee_per_gas = 1000 * GWEI;
+    type Fix = fn(&mut attestmesh_core::userop::UserOperation);
+    let steps: [(DenyReason, Fix); 8] = [
+        (DenyReason::CallGasLimitTooHigh, |o| {
+            o.call_gas_limit = 60_000
+        }),
+        (DenyReason::VerificationGasLimitTooHigh, |o| {
+            o.verification_gas_limit = 25_000
+        }),
+        (DenyReason::PaymasterVerificationGasLimitTooHigh, |o| {
+            o.paymaster_verification_gas_limit = 100_000
+        }),
+        (DenyReason::PaymasterPostOpGasLimitTooHigh, |o| {
+            o.paymaster_post_op_gas_limit = 0
+        }),
+        (DenyReason::PreVerificationGasTooHigh, |o| {
+            o.pre_verification_gas = alloy_primitives::U256::from(50_000u64)
+        }),
+        (DenyReason::MaxPriorityFeeTooHigh, |o| {
+            o.max_priority_fee_per_gas = 3 * GWEI
+        }),
+        (DenyReason::MaxFeeTooHigh, |o| o.max_fee_per_gas = 6 * GWEI),
+        (DenyReason::DailyCapExceeded, |_| {}),
+    ];
+    for (want, fix) in steps {
+        assert_eq!(run(worst.clone(), ep, CHAIN_ID).await, Decision::Deny(want));
+        fix(&mut worst);
+    }
+
+    // The trust set comes after the cluster checks: the same good op from cluster A, with a
+    // trust set that does not cover A (by address or by owner).
+    let good = good_op(0);
+    for trust in [
+        TrustSet::clusters([CLUSTER_B]),
+        TrustSet::owners([ROGUE_OWNER]),
+    ] {
+        let f = fixture_with(100, |c| c.trust = trust.clone());
+        assert_eq!(
+            deny(&f, &good).await,
+            DenyReason::ClusterNotInTrustSet,
+            "{trust:?}"
+        );
+    }
+    let by_owner = fixture_with(100, |c| c.trust = TrustSet::owners([OPERATOR]));
+    assert!(matches!(
+        decide(&by_owner, &good).await,
+        Decision::Sponsor { .. }
+    ));
+    // The wei budgets come last: a sender's, then its cluster's.
+    let broke = fixture_with(100, |c| c.daily_wei_per_sender = 1);
     assert_eq!(
-        run(worst.clone(), ep, CHAIN_ID).await,
-        Decision::Deny(DenyReason::DailyCapExceeded)
+        deny(&broke, &good).await,
+        DenyReason::DailySenderBudgetExceeded
+    );
+    let broke = fixture_with(100, |c| c.daily_wei_per_cluster = 1);
+    assert_eq!(
+        deny(&broke, &good).await,
+        DenyReason::DailyClusterBudgetExceeded
     );
 
     // The reason strings are the documented, stable ones, in this order.
@@ -234,8 +298,18 @@ async fn first_failure_wins_in_documented_order() {
             "inner_selector_not_allowed",
             "target_not_trusted_cluster",
             "target_not_sender_cluster",
+            "cluster_not_in_trust_set",
+            "call_gas_limit_too_high",
+            "verification_gas_limit_too_high",
+            "paymaster_verification_gas_limit_too_high",
+            "paymaster_post_op_gas_limit_too_high",
+            "pre_verification_gas_too_high",
+            "max_priority_fee_too_high",
+            "max_fee_too_high",
             "registration_would_revert",
-            "daily_cap_exceeded"
+            "daily_cap_exceeded",
+            "daily_sender_budget_exceeded",
+            "daily_cluster_budget_exceeded"
         ]
     );
 }

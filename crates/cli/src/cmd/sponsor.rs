@@ -56,6 +56,60 @@ pub struct Args {
     #[arg(long, env = "SPONSOR_DAILY_CAP", default_value_t = 100)]
     pub daily_cap: u32,
 
+    /// A cluster whose members this sponsor pays for (repeatable or comma separated). The
+    /// factories are open to anyone, so at least this or --trusted-cluster-owner must be set.
+    #[arg(
+        long = "trusted-cluster",
+        env = "SPONSOR_TRUSTED_CLUSTERS",
+        value_delimiter = ','
+    )]
+    pub trusted_clusters: Vec<Address>,
+
+    /// Pay for every cluster whose clusterOwner() is this address, e.g. the operator's Safe
+    /// (repeatable or comma separated).
+    #[arg(
+        long = "trusted-cluster-owner",
+        env = "SPONSOR_TRUSTED_CLUSTER_OWNERS",
+        value_delimiter = ','
+    )]
+    pub trusted_cluster_owners: Vec<Address>,
+
+    /// Wei per sender per UTC day, counted as each signed operation's maximum cost (sum of its
+    /// five gas values × maxFeePerGas). Default 0.05 ETH.
+    #[arg(long, env = "SPONSOR_DAILY_WEI_PER_SENDER", default_value_t = attestmesh_sponsor::policy::DEFAULT_DAILY_WEI_PER_SENDER)]
+    pub daily_wei_per_sender: u128,
+
+    /// Wei per cluster (all its members) per UTC day. Default 1 ETH.
+    #[arg(long, env = "SPONSOR_DAILY_WEI_PER_CLUSTER", default_value_t = attestmesh_sponsor::policy::DEFAULT_DAILY_WEI_PER_CLUSTER)]
+    pub daily_wei_per_cluster: u128,
+
+    /// Headroom over the measured gas of each operation kind, in percent (at least 30: alto
+    /// asks for 130 % of the simulated verification gas).
+    #[arg(long, env = "SPONSOR_GAS_MARGIN_PCT", default_value_t = 50)]
+    pub gas_margin_pct: u32,
+
+    /// Headroom over the bundler calldata rule for preVerificationGas, in percent.
+    #[arg(long, env = "SPONSOR_PVG_MARGIN_PCT", default_value_t = 50)]
+    pub pvg_margin_pct: u32,
+
+    /// Gas added to the preVerificationGas bound: the L1 data share bundlers add on a rollup
+    /// (Base); 0 on an L1 or a dev chain.
+    #[arg(long, env = "SPONSOR_PVG_ALLOWANCE", default_value_t = 0)]
+    pub pvg_allowance: u128,
+
+    /// Highest multiple of the chain's current priority fee (maxPriorityFeePerGas) and of
+    /// base fee + priority fee (maxFeePerGas) signed.
+    #[arg(long, env = "SPONSOR_FEE_MULTIPLE", default_value_t = 3)]
+    pub fee_multiple: u32,
+
+    /// JSON-RPC requests per second per client IP (sustained).
+    #[arg(long, env = "SPONSOR_RATE_LIMIT_PER_SEC", default_value_t = 20)]
+    pub rate_limit_per_sec: u32,
+
+    /// JSON-RPC requests a client IP may make at once.
+    #[arg(long, env = "SPONSOR_RATE_LIMIT_BURST", default_value_t = 40)]
+    pub rate_limit_burst: u32,
+
     /// File with the hosted paymaster's Standard Webhooks secret (`whsec_…`); enables /webhook.
     #[arg(long, env = "SPONSOR_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<PathBuf>,
@@ -85,6 +139,37 @@ fn settings(a: Args) -> anyhow::Result<attestmesh_sponsor::Settings> {
     if a.rpc_timeout_secs == 0 {
         bail!("--rpc-timeout-secs must be at least 1");
     }
+    if a.trusted_clusters.is_empty() && a.trusted_cluster_owners.is_empty() {
+        bail!(
+            "set --trusted-cluster (SPONSOR_TRUSTED_CLUSTERS) and/or --trusted-cluster-owner \
+             (SPONSOR_TRUSTED_CLUSTER_OWNERS): the factories are open to anyone, so the sponsor \
+             never pays for every factory cluster"
+        );
+    }
+    if let Some(z) = a
+        .trusted_clusters
+        .iter()
+        .chain(&a.trusted_cluster_owners)
+        .find(|x| x.is_zero())
+    {
+        bail!("--trusted-cluster / --trusted-cluster-owner must not be the zero address ({z})");
+    }
+    if a.gas_margin_pct < 30 {
+        bail!(
+            "--gas-margin-pct must be at least 30 (bundlers ask for 130 % of simulated verification gas)"
+        );
+    }
+    if a.fee_multiple == 0 {
+        bail!("--fee-multiple must be at least 1");
+    }
+    if a.daily_wei_per_sender == 0 || a.daily_wei_per_cluster == 0 {
+        bail!(
+            "--daily-wei-per-sender and --daily-wei-per-cluster must be at least 1 (0 would deny every operation)"
+        );
+    }
+    if a.rate_limit_per_sec == 0 || a.rate_limit_burst == 0 {
+        bail!("--rate-limit-per-sec and --rate-limit-burst must be at least 1");
+    }
     Ok(attestmesh_sponsor::Settings {
         listen: a.listen,
         rpc_url: a.rpc_url,
@@ -96,6 +181,23 @@ fn settings(a: Args) -> anyhow::Result<attestmesh_sponsor::Settings> {
         signer_key_file: a.signer_key_file,
         db_path: a.db_path,
         daily_cap: a.daily_cap,
+        trust: attestmesh_sponsor::TrustSet {
+            clusters: a.trusted_clusters.into_iter().collect(),
+            owners: a.trusted_cluster_owners.into_iter().collect(),
+        },
+        bounds: attestmesh_sponsor::GasBounds {
+            gas_margin_pct: a.gas_margin_pct,
+            pvg_margin_pct: a.pvg_margin_pct,
+            pvg_allowance: a.pvg_allowance,
+            fee_multiple: a.fee_multiple,
+            ..attestmesh_sponsor::GasBounds::default()
+        },
+        daily_wei_per_sender: a.daily_wei_per_sender,
+        daily_wei_per_cluster: a.daily_wei_per_cluster,
+        rate_limit: attestmesh_sponsor::RateLimit {
+            per_sec: f64::from(a.rate_limit_per_sec),
+            burst: a.rate_limit_burst,
+        },
         webhook_secret_file: a.webhook_secret_file,
         rpc_timeout: Duration::from_secs(a.rpc_timeout_secs),
     })

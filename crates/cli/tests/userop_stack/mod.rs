@@ -62,6 +62,29 @@ impl Sponsor {
             .arg("--db-path")
             .arg(&s.db_path)
             .args(["--daily-cap", &s.daily_cap.to_string()])
+            .args(
+                s.trust
+                    .clusters
+                    .iter()
+                    .flat_map(|c| ["--trusted-cluster".to_string(), c.to_string()]),
+            )
+            .args(
+                s.trust
+                    .owners
+                    .iter()
+                    .flat_map(|o| ["--trusted-cluster-owner".to_string(), o.to_string()]),
+            )
+            .args([
+                "--daily-wei-per-sender",
+                &s.daily_wei_per_sender.to_string(),
+            ])
+            .args([
+                "--daily-wei-per-cluster",
+                &s.daily_wei_per_cluster.to_string(),
+            ])
+            .args(["--gas-margin-pct", &s.bounds.gas_margin_pct.to_string()])
+            .args(["--pvg-margin-pct", &s.bounds.pvg_margin_pct.to_string()])
+            .args(["--fee-multiple", &s.bounds.fee_multiple.to_string()])
             .args([
                 "--rpc-timeout-secs",
                 &s.rpc_timeout.as_secs().max(1).to_string(),
@@ -244,6 +267,12 @@ impl Stack {
 
         let key_file = dir.path().join("sponsor.key");
         std::fs::write(&key_file, alloy_primitives::hex::encode(SPONSOR_KEY)).unwrap();
+        // The sponsor refuses a key file that group or others can read.
+        std::fs::set_permissions(
+            &key_file,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
         let sponsor_port = devstack::free_port().unwrap();
         let sponsor = Sponsor::start(
             attestmesh_sponsor::Settings {
@@ -257,6 +286,12 @@ impl Stack {
                 signer_key_file: key_file,
                 db_path: dir.path().join("sponsor.redb"),
                 daily_cap: opts.daily_cap,
+                // The operator's own cluster, as the devnet configures it.
+                trust: attestmesh_sponsor::TrustSet::clusters([cluster]),
+                bounds: attestmesh_sponsor::GasBounds::default(),
+                daily_wei_per_sender: attestmesh_sponsor::policy::DEFAULT_DAILY_WEI_PER_SENDER,
+                daily_wei_per_cluster: attestmesh_sponsor::policy::DEFAULT_DAILY_WEI_PER_CLUSTER,
+                rate_limit: attestmesh_sponsor::RateLimit::default(),
                 webhook_secret_file: None,
                 rpc_timeout: Duration::from_secs(5),
             },

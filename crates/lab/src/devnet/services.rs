@@ -49,6 +49,19 @@ impl Devnet {
             dir.join("sponsor.redb").display().to_string(),
             "--daily-cap".into(),
             "100000".into(),
+            // The sponsor pays for this devnet's own cluster only (the factories are open).
+            "--trusted-cluster".into(),
+            self.state.contracts.cluster.to_string(),
+            // Lab runs send many operations from few nodes: budgets and the per-client rate
+            // limit far above production defaults, the gas and fee bounds as in production.
+            "--daily-wei-per-sender".into(),
+            "1000000000000000000000".into(),
+            "--daily-wei-per-cluster".into(),
+            "1000000000000000000000".into(),
+            "--rate-limit-per-sec".into(),
+            "500".into(),
+            "--rate-limit-burst".into(),
+            "1000".into(),
         ];
         let rec = self.spawn_service("sponsor", argv, vec![("LOG".into(), "info".into())])?;
         let url = self.services_url(SPONSOR_PORT);

@@ -13,7 +13,8 @@ use alloy_primitives::{Address, Bytes, U256};
 use alloy_sol_types::{SolCall, SolValue, sol};
 use attestmesh_core::userop::{ENTRY_POINT_V07, UserOperation};
 use attestmesh_sponsor::calls::encode_execute;
-use attestmesh_sponsor::chain::{ChainError, ChainView};
+use attestmesh_sponsor::chain::{ChainError, ChainFees, ChainView};
+use attestmesh_sponsor::policy::TrustSet;
 use axum::extract::State;
 use axum::routing::post;
 use serde_json::{Value, json};
@@ -56,6 +57,21 @@ pub struct MemState {
     pub down: AtomicBool,
     /// Senders whose `dstack_register` the cluster would reject.
     pub failing_registrations: Mutex<HashSet<Address>>,
+    /// `clusterOwner()` per cluster.
+    pub owners: Mutex<HashMap<Address, Address>>,
+    /// The chain's (base fee, priority fee).
+    pub fees: Mutex<(u128, u128)>,
+}
+
+/// Who owns clusters A and B (the operator) and the rogue cluster (someone else).
+pub const OPERATOR: Address = Address::repeat_byte(0x0e);
+pub const ROGUE_OWNER: Address = Address::repeat_byte(0x0f);
+/// Base fee and priority fee of the fixture chain: 1 gwei each.
+pub const GWEI: u128 = 1_000_000_000;
+
+/// The operator's trust set of the fixture: clusters A and B.
+pub fn trusted() -> TrustSet {
+    TrustSet::clusters([CLUSTER_A, CLUSTER_B])
 }
 
 impl MemState {
@@ -78,6 +94,11 @@ impl MemState {
             let mut a = s.app_ids.lock().expect("lock");
             a.insert((CLUSTER_A, APP_A));
             a.insert((ROGUE_CLUSTER, ROGUE_APP));
+            let mut o = s.owners.lock().expect("lock");
+            o.insert(CLUSTER_A, OPERATOR);
+            o.insert(CLUSTER_B, OPERATOR);
+            o.insert(ROGUE_CLUSTER, ROGUE_OWNER);
+            *s.fees.lock().expect("lock") = (GWEI, GWEI);
         }
         Arc::new(s)
     }
@@ -103,6 +124,16 @@ impl MemState {
     }
     fn is_allowed_app_id(&self, cluster: Address, app: Address) -> bool {
         self.app_ids.lock().expect("lock").contains(&(cluster, app))
+    }
+    fn owner_of(&self, cluster: Address) -> Option<Address> {
+        self.owners.lock().expect("lock").get(&cluster).copied()
+    }
+    fn chain_fees(&self) -> ChainFees {
+        let (base_fee, priority_fee) = *self.fees.lock().expect("lock");
+        ChainFees {
+            base_fee,
+            priority_fee,
+        }
     }
     fn registration_succeeds(&self, from: Address) -> bool {
         !self
@@ -151,6 +182,14 @@ impl ChainView for MemView {
         self.0.check()?;
         Ok(self.0.is_allowed_app_id(cluster, app_id))
     }
+    async fn cluster_owner(&self, cluster: Address) -> Result<Option<Address>, ChainError> {
+        self.0.check()?;
+        Ok(self.0.owner_of(cluster))
+    }
+    async fn fees(&self) -> Result<ChainFees, ChainError> {
+        self.0.check()?;
+        Ok(self.0.chain_fees())
+    }
 }
 
 sol! {
@@ -158,6 +197,7 @@ sol! {
     function cluster() returns (address);
     function isDeployedCluster(address cluster) returns (bool);
     function allowedAppIds(address appId) returns (bool);
+    function clusterOwner() returns (address);
 }
 
 /// A real HTTP JSON-RPC server answering `eth_chainId` and `eth_call` for the four views from
@@ -195,6 +235,10 @@ async fn node_rpc(State(n): State<NodeState>, body: axum::body::Bytes) -> String
     };
     match req["method"].as_str() {
         Some("eth_chainId") => ok(json!(format!("{CHAIN_ID:#x}"))),
+        Some("eth_getBlockByNumber") => {
+            ok(json!({"number": "0x1", "baseFeePerGas": format!("{:#x}", n.state.chain_fees().base_fee)}))
+        }
+        Some("eth_maxPriorityFeePerGas") => ok(json!(format!("{:#x}", n.state.chain_fees().priority_fee))),
         Some("eth_call") => {
             let to: Address = req["params"][0]["to"].as_str().and_then(|s| s.parse().ok()).unwrap_or_default();
             // Nodes take the calldata as `input` (current name) or `data` (legacy name).
@@ -222,6 +266,12 @@ async fn node_rpc(State(n): State<NodeState>, body: axum::body::Bytes) -> String
             }
             if let Ok(c) = allowedAppIdsCall::abi_decode(&data) {
                 return ok(json!(hex(&s.is_allowed_app_id(to, c.appId).abi_encode())));
+            }
+            if clusterOwnerCall::abi_decode(&data).is_ok() {
+                return match s.owner_of(to) {
+                    Some(o) => ok(json!(hex(&o.abi_encode()))),
+                    None => ok(json!("0x")),
+                };
             }
             revert()
         }
@@ -289,15 +339,16 @@ pub fn set_csk(commitment: u8) -> Vec<u8> {
     v
 }
 
-/// A gas-complete user operation from `sender` with `call_data`.
+/// A gas-complete user operation from `sender` with `call_data`, its gas values within the
+/// policy's default bounds for every sponsored kind (and fees within 3× a 1 gwei chain).
 pub fn op(sender: Address, nonce: u64, call_data: Bytes) -> UserOperation {
     UserOperation {
         sender,
         nonce: U256::from(nonce),
         call_data,
-        call_gas_limit: 150_000,
-        verification_gas_limit: 300_000,
-        pre_verification_gas: U256::from(60_000u64),
+        call_gas_limit: 60_000,
+        verification_gas_limit: 25_000,
+        pre_verification_gas: U256::from(50_000u64),
         max_fee_per_gas: 2_000_000_000,
         max_priority_fee_per_gas: 1_000_000_000,
         ..Default::default()
