@@ -373,7 +373,7 @@ pub fn metrics(shared: &Shared) -> String {
         "Last block processed by the chain follower.",
         s.chain_head,
     );
-    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 16] = [
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 17] = [
         (
             "attestmesh_heartbeats_sent_total",
             "Heartbeats sent.",

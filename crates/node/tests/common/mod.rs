@@ -125,6 +125,12 @@ pub async fn stack(cidr: MeshCidr) -> Stack {
     let chain_id = rpc.chain_id().await.unwrap();
     let key_file = dir.path().join("sponsor.key");
     std::fs::write(&key_file, alloy_primitives::hex::encode(SPONSOR_KEY)).unwrap();
+    // The sponsor refuses a signer key file that group or others can read.
+    std::fs::set_permissions(
+        &key_file,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let settings = attestmesh_sponsor::Settings {
@@ -138,6 +144,15 @@ pub async fn stack(cidr: MeshCidr) -> Stack {
         signer_key_file: key_file,
         db_path: dir.path().join("sponsor.redb"),
         daily_cap: 100,
+        trust: attestmesh_sponsor::TrustSet::clusters([cluster]),
+        bounds: attestmesh_sponsor::GasBounds::default(),
+        daily_wei_per_sender: attestmesh_sponsor::policy::DEFAULT_DAILY_WEI_PER_SENDER,
+        daily_wei_per_cluster: attestmesh_sponsor::policy::DEFAULT_DAILY_WEI_PER_CLUSTER,
+        // Every node of these tests calls from 127.0.0.1: one generous bucket.
+        rate_limit: attestmesh_sponsor::RateLimit {
+            per_sec: 1000.0,
+            burst: 2000,
+        },
         webhook_secret_file: None,
         rpc_timeout: Duration::from_secs(5),
     };
