@@ -17,66 +17,8 @@ use attestmesh_core::keys::{Ed25519Secret, SymmetricKey, X25519Secret};
 use attestmesh_core::liveness::{Config, Liveness, MemberInfo};
 use attestmesh_core::message::{self, Envelope};
 use attestmesh_core::sealed::{self, SEAL_OVERHEAD};
+use attestmesh_fuzzkit::{config, edits, mutate};
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("ATTESTMESH_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-/// One edit of a valid encoding. Every variant changes the bytes.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip { at: usize, bit: u8 },
-    Insert { at: usize, byte: u8 },
-    Remove { at: usize },
-    Truncate { len: usize },
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
-        (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
-        any::<usize>().prop_map(|at| Mutation::Remove { at }),
-        any::<usize>().prop_map(|len| Mutation::Truncate { len }),
-    ]
-}
-
-/// 1 to 4 edits.
-fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
-    proptest::collection::vec(mutation(), 1..5)
-}
-
-fn apply(valid: &[u8], edits: &[Mutation]) -> Vec<u8> {
-    let mut b = valid.to_vec();
-    for m in edits {
-        match *m {
-            Mutation::Flip { at, bit } if !b.is_empty() => {
-                let i = at % b.len();
-                b[i] ^= 1 << bit;
-            }
-            Mutation::Insert { at, byte } => {
-                let i = at % (b.len() + 1);
-                b.insert(i, byte);
-            }
-            Mutation::Remove { at } if !b.is_empty() => {
-                let i = at % b.len();
-                b.remove(i);
-            }
-            Mutation::Truncate { len } if !b.is_empty() => b.truncate(len % b.len()),
-            _ => b.push(0),
-        }
-    }
-    b
-}
 
 fn arbitrary_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..max)
@@ -105,7 +47,7 @@ proptest! {
         junk in arbitrary_bytes(300),
         msg in arbitrary_bytes(200),
         esk in any::<[u8; 32]>(),
-        edits in mutations(),
+        edits in edits(),
     ) {
         let r = recipient();
         let _ = sealed::open(&r, &junk);
@@ -114,7 +56,7 @@ proptest! {
         };
         prop_assert_eq!(valid.len(), msg.len() + SEAL_OVERHEAD);
         prop_assert_eq!(sealed::open(&r, &valid).unwrap(), msg);
-        let bad = apply(&valid, &edits);
+        let bad = mutate(&valid, &edits);
         if bad != valid {
             prop_assert!(sealed::open(&r, &bad).is_err(), "a mutated box opened");
         }
@@ -130,10 +72,10 @@ proptest! {
     fn fuzz_message_decode(
         junk in arbitrary_bytes(300),
         payload in arbitrary_bytes(100),
-        edits in mutations(),
+        edits in edits(),
     ) {
         // Whatever parses re-encodes to exactly the same bytes: one encoding per message.
-        for input in [junk, apply(&message::encode(&envelope(), &payload), &edits)] {
+        for input in [junk, mutate(message::encode(&envelope(), &payload), &edits)] {
             if let Ok((env, p)) = message::decode(&input) {
                 let again = message::encode(&env, p);
                 prop_assert_eq!(again.as_slice(), input.as_slice());
@@ -148,8 +90,8 @@ proptest! {
         junk in arbitrary_bytes(400),
         payload in arbitrary_bytes(100),
         esk in any::<[u8; 32]>(),
-        edits in mutations(),
-        header_edits in mutations(),
+        edits in edits(),
+        header_edits in edits(),
     ) {
         let r = recipient();
         let env = envelope();
@@ -157,14 +99,14 @@ proptest! {
         let valid = message::seal_with_ephemeral(&r.public(), &env, &payload, &esk).unwrap();
         prop_assert_eq!(message::open(&r, &env, &valid).unwrap(), payload.clone());
         // A mutated ciphertext never opens.
-        let bad = apply(&valid, &edits);
+        let bad = mutate(&valid, &edits);
         if bad != valid {
             prop_assert!(message::open(&r, &env, &bad).is_err());
         }
         // A well-sealed box whose plaintext header was altered is never delivered for `env`,
         // unless the edits only touched the payload (then it is a different, genuine message).
         let plain = message::encode(&env, &payload);
-        let altered = apply(&plain, &header_edits);
+        let altered = mutate(&plain, &header_edits);
         let resealed = sealed::seal_with_ephemeral(&r.public(), &altered, &esk).unwrap();
         match message::open(&r, &env, &resealed) {
             Ok(p) => {
@@ -186,7 +128,7 @@ proptest! {
         junk in arbitrary_bytes(200),
         csk_bytes in any::<[u8; 32]>(),
         nonce in any::<[u8; 24]>(),
-        edits in mutations(),
+        edits in edits(),
     ) {
         let state_key = SymmetricKey::from_bytes([0x57; 32]);
         let ctx = CacheContext { cluster: Address::repeat_byte(0xc1), member_id: keccak256("me") };
@@ -199,7 +141,7 @@ proptest! {
             CacheOutcome::Hit(k) => prop_assert_eq!(k.as_bytes(), csk.as_bytes()),
             CacheOutcome::Ignored(m) => prop_assert!(false, "valid cache ignored: {m:?}"),
         }
-        let bad = apply(&valid, &edits);
+        let bad = mutate(&valid, &edits);
         if bad != valid {
             let r = csk::open_cache(&state_key, &ctx, Some(&commitment), &bad);
             prop_assert!(!matches!(r, Ok(CacheOutcome::Hit(_))), "a mutated cache was trusted");
@@ -228,7 +170,7 @@ proptest! {
         seq_lead in 0u64..=heartbeat::MAX_SEQ_LEAD_MS,
         view_len in any::<u32>(),
         view_digest in any::<[u8; 32]>(),
-        edits in mutations(),
+        edits in edits(),
     ) {
         let (id, key, info) = sender();
         let now = 1_700_000_000_000u64;
@@ -248,7 +190,7 @@ proptest! {
         let decoded = heartbeat::decode_verified(&valid, &info.ed_pub).unwrap();
         prop_assert_eq!(*decoded.fields(), fields);
 
-        let bad = apply(&valid, &edits);
+        let bad = mutate(valid, &edits);
         prop_assume!(bad != valid);
         prop_assert!(
             heartbeat::decode_verified(&bad, &info.ed_pub).is_err(),

@@ -5,20 +5,9 @@
 use alloy_primitives::{Address, B256};
 use attestmesh_core::keys::Ed25519Secret;
 use attestmesh_core::push::{PushBody, PushError, REPRO_METHOD, repro_params_json};
+use attestmesh_fuzzkit::config;
 use attestmesh_indexer::follower::RpcLog;
 use proptest::prelude::*;
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("ATTESTMESH_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// A well-formed `eth_getLogs` answer (two logs, as anvil prints them).
 const VALID: &str = r#"[{"address":"0xc1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1","topics":["0x0101010101010101010101010101010101010101010101010101010101010101","0x0202020202020202020202020202020202020202020202020202020202020202"],"data":"0xdeadbeef","blockHash":"0xb1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1","blockNumber":"0x4d2","blockTimestamp":"0x6553f100","transactionHash":"0x7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f","transactionIndex":"0x0","logIndex":"0x3","removed":false},{"address":"0xc1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1","topics":[],"data":"0x","blockHash":"0xb1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1","blockNumber":"0x4d2","transactionHash":"0x7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f","transactionIndex":"0x0","logIndex":"0x4"}]"#;

@@ -8,60 +8,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use attestmesh_fuzzkit::{config, edits, mutate};
 use attestmesh_net::frame::{self, Decoder, FrameError};
 use attestmesh_net::gateway::Routes;
 use attestmesh_net::sni::{self, Sni};
 use attestmesh_net::uapi::{self, DeviceStatus, PeerStatus};
 use attestmesh_net::{PublicKey, tls};
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("ATTESTMESH_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-/// One edit of a valid encoding: flip a byte, insert one, delete one, or truncate.
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-    Truncate(usize),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let one = prop_oneof![
-        (any::<usize>(), 1..=255u8).prop_map(|(p, x)| Edit::Flip(p, x)),
-        (any::<usize>(), any::<u8>()).prop_map(|(p, b)| Edit::Insert(p, b)),
-        any::<usize>().prop_map(Edit::Delete),
-        any::<usize>().prop_map(Edit::Truncate),
-    ];
-    proptest::collection::vec(one, 1..6)
-}
-
-fn mutate(mut v: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
-    for e in edits {
-        let n = v.len();
-        match *e {
-            Edit::Flip(p, x) if n > 0 => v[p % n] ^= x,
-            Edit::Insert(p, b) => v.insert(p % (n + 1), b),
-            Edit::Delete(p) if n > 0 => {
-                v.remove(p % n);
-            }
-            Edit::Truncate(p) => v.truncate(p % (n + 1)),
-            _ => {}
-        }
-    }
-    v
-}
 
 // ---- gateway: Routes::resolve ----
 

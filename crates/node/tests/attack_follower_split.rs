@@ -33,7 +33,7 @@ async fn attack_follower_message_burst_does_not_stall() {
     let tmp = tempfile::tempdir().unwrap();
     let (_tees, m) =
         register_members(&chain, &infra, cluster, submitter, tmp.path(), &[2, 3]).await;
-    let ((a, _), (_, idb)) = (m[0], m[1]);
+    let ((a, ida), (_, idb)) = (m[0], m[1]);
 
     let capped = capped_rpc(chain.url(), LIMIT).await;
     let reader = ClusterReader::new(Arc::new(RpcClient::new(&capped.url).unwrap()), cluster);
@@ -59,9 +59,20 @@ async fn attack_follower_message_burst_does_not_stall() {
     let mut sent = Vec::new();
     for i in 0..BURST {
         let env = B256::repeat_byte(i as u8 + 1);
-        let sealed =
-            attestmesh_core::sealed::seal(&x.public(), &[i as u8; 8], &mut rand_core::OsRng)
-                .unwrap();
+        // Bound to the event that carries it (DESIGN §3.3), as the agent's SendMessage seals.
+        let bound = attestmesh_core::message::Envelope {
+            cluster,
+            sender: ida,
+            recipient: idb,
+            envelope_id: env,
+        };
+        let sealed = attestmesh_core::message::seal(
+            &x.public(),
+            &bound,
+            &[i as u8; 8],
+            &mut rand_core::OsRng,
+        )
+        .unwrap();
         let call = IMessageFacet::sendCall {
             recipientMemberId: idb,
             envelopeId: env,

@@ -10,20 +10,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use alloy_primitives::{Address, B256};
 use attestmesh_chain::rpc::RpcClient;
+use attestmesh_fuzzkit::config;
 use attestmesh_node::chainview::ClusterReader;
 use proptest::prelude::*;
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("ATTESTMESH_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// A runtime, a JSON-RPC server on 127.0.0.1:0 answering every call with
 /// `{"jsonrpc":"2.0","id":<id>,"result":` + the scripted text + `}`, and a reader on it.

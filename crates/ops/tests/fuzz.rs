@@ -6,23 +6,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+use attestmesh_fuzzkit::{config, edits, mutate};
 use attestmesh_ops::keystore::{KeystoreError, decrypt, encrypt};
 use k256::ecdsa::SigningKey;
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
 use serde_json::{Value, json};
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("ATTESTMESH_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 const PASSWORD: &[u8] = b"fuzz password";
 
@@ -58,42 +46,6 @@ fn valid_pbkdf2() -> String {
         }
     })
     .to_string()
-}
-
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-    Truncate(usize),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    prop::collection::vec(
-        prop_oneof![
-            (any::<usize>(), 0u8..8).prop_map(|(i, b)| Edit::Flip(i, b)),
-            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Insert(i, b)),
-            any::<usize>().prop_map(Edit::Delete),
-            any::<usize>().prop_map(Edit::Truncate),
-        ],
-        1..6,
-    )
-}
-
-fn mutate(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
-    for e in edits {
-        let n = bytes.len();
-        match *e {
-            Edit::Flip(i, bit) if n > 0 => bytes[i % n] ^= 1 << bit,
-            Edit::Insert(i, b) => bytes.insert(i % (n + 1), b),
-            Edit::Delete(i) if n > 0 => {
-                bytes.remove(i % n);
-            }
-            Edit::Truncate(i) => bytes.truncate(i % (n + 1)),
-            _ => {}
-        }
-    }
-    bytes
 }
 
 /// The IV of a keystore document, decoded (`crypto` or `Crypto`, as the parser accepts).

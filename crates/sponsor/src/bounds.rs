@@ -24,34 +24,35 @@ use attestmesh_core::userop::UserOperation;
 /// 21 000 intrinsic; tests/gas.rs). All figures below were measured the same way on
 /// 2026-12-04. (It includes the registration's calldata cost, which the EntryPoint's inner
 /// call does not pay, so it sits above the execution itself.)
-pub const MEASURED_REGISTER_EXECUTION: u128 = 313_016;
+pub const MEASURED_REGISTER_EXECUTION: u128 = 318_902;
 /// Execution gas measured for `execute(cluster, 0, setCskCommitment(..))`.
-pub const MEASURED_CSK_EXECUTION: u128 = 46_473;
-/// Execution gas measured for `execute(cluster, 0, publishWgKey(..))`.
-pub const MEASURED_WG_KEY_EXECUTION: u128 = 47_461;
+pub const MEASURED_CSK_EXECUTION: u128 = 46_533;
+/// Execution gas measured for `execute(cluster, 0, publishWgKey(..))`: the key goes through
+/// AttestFacet's `_setWgKey`, which keeps the one-key-one-member index (issue 11 hole 5).
+pub const MEASURED_WG_KEY_EXECUTION: u128 = 79_587;
 /// Execution gas measured for `execute(cluster, 0, send(..))` with a 128-byte ciphertext.
-pub const MEASURED_SEND_EXECUTION: u128 = 50_292;
+pub const MEASURED_SEND_EXECUTION: u128 = 50_258;
 /// Extra execution gas per byte of `send` calldata beyond the measured 128-byte message
 /// (calldata copy, memory and the `MessageSent` log's 8 gas per byte), measured between a
-/// 128-byte message (50,292) and a 33 KiB one (500,663): 13.4, rounded up.
+/// 128-byte message (50,258) and a 33 KiB one (500,628): 13.4, rounded up.
 pub const MEASURED_SEND_PER_BYTE: u128 = 14;
 /// `validateUserOp` of the bootstrap (`dstack_register`) operation: the account checks the
 /// binding signature over the registration payload. The node client measures it with
 /// `eth_estimateGas` *including* the 21 000 intrinsic and asks for 120 % of that, so this figure
-/// includes it too (42,358 + 21,000).
-pub const MEASURED_BOOTSTRAP_VALIDATION: u128 = 63_358;
+/// includes it too (42,883 + 21,000).
+pub const MEASURED_BOOTSTRAP_VALIDATION: u128 = 63_883;
 /// Verification gas of a registered member's operation (one ECDSA recovery against the owner)
 /// as alto estimates it: 30,741 for a `publishWgKey` op (userop_denials, 2026-12-04), which is
 /// alto's simulation of the whole validation phase (EntryPoint bookkeeping and the userOp hash
-/// included) times its default 130 %; `eth_estimateGas` of `validateUserOp` alone gives 19,700.
+/// included) times its default 130 %; `eth_estimateGas` of `validateUserOp` alone gives 19,717.
 pub const MEASURED_REGISTERED_VALIDATION: u128 = 30_741;
 /// Extra verification gas per byte of `callData`: the EntryPoint copies and hashes the whole
 /// operation during validation (3 + 6 gas per word plus memory growth, about 0.5 gas per byte
 /// for a 32 KiB message); one gas per byte covers it.
 pub const VERIFICATION_PER_CALLDATA_BYTE: u128 = 1;
 /// `ClusterMemberFactory.deployMember` (counterfactual deployment through `initCode`), a whole
-/// transaction's `eth_estimateGas`.
-pub const MEASURED_MEMBER_DEPLOYMENT: u128 = 180_942;
+/// transaction's `eth_estimateGas` (the member reads the cluster's bootstrap rule when it binds).
+pub const MEASURED_MEMBER_DEPLOYMENT: u128 = 211_653;
 
 /// The policy's gas and fee bounds; see the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]

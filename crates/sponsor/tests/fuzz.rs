@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use alloy_primitives::{Address, Bytes, U256};
+use attestmesh_fuzzkit::{config, edit, edits, mutate};
 use attestmesh_sponsor::calls::{decode_execute, encode_execute};
 use attestmesh_sponsor::policy::{Policy, PolicyConfig};
 use attestmesh_sponsor::{
@@ -16,58 +17,8 @@ use attestmesh_sponsor::{
 use common::*;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
 use serde_json::Value;
 use tower::ServiceExt;
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("ATTESTMESH_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-/// One edit of a valid encoding.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip(usize, u8),
-    Insert(usize, u8),
-    Truncate(usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<usize>(), 1..=255u8).prop_map(|(i, m)| Mutation::Flip(i, m)),
-        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
-        any::<usize>().prop_map(Mutation::Truncate),
-    ]
-}
-
-fn mutate(mut v: Vec<u8>, ms: &[Mutation]) -> Vec<u8> {
-    for m in ms {
-        match *m {
-            Mutation::Flip(i, x) if !v.is_empty() => {
-                let n = v.len();
-                v[i % n] ^= x;
-            }
-            Mutation::Insert(i, b) => {
-                let at = i % (v.len() + 1);
-                v.insert(at, b);
-            }
-            Mutation::Truncate(i) if !v.is_empty() => {
-                let n = v.len();
-                v.truncate(i % n);
-            }
-            _ => {}
-        }
-    }
-    v
-}
 
 fn arb_op() -> impl Strategy<Value = attestmesh_core::userop::UserOperation> {
     (
@@ -108,7 +59,7 @@ proptest! {
     fn fuzz_user_operation_json(
         o in arb_op(),
         junk in proptest::collection::vec(any::<u8>(), 0..400),
-        ms in proptest::collection::vec(mutation(), 1..6),
+        ms in edits(),
     ) {
         let v = op_json(&o);
         prop_assert_eq!(wire::user_operation("userOp", &v, true).expect("valid op"), o);
@@ -131,7 +82,7 @@ proptest! {
         value in any::<u64>(),
         inner in proptest::collection::vec(any::<u8>(), 0..300),
         junk in proptest::collection::vec(any::<u8>(), 0..300),
-        ms in proptest::collection::vec(mutation(), 1..6),
+        ms in edits(),
     ) {
         let cd = encode_execute(Address::from(target), U256::from(value), Bytes::from(inner.clone()));
         let d = decode_execute(&cd).expect("valid execute");
@@ -153,7 +104,7 @@ proptest! {
         body in proptest::collection::vec(any::<u8>(), 0..300),
         id in "[a-zA-Z0-9_]{1,24}",
         skew in -299i64..=299,
-        ms in proptest::collection::vec(mutation(), 1..4),
+        ms in proptest::collection::vec(edit(), 1..4),
         junk_sig in ".{0,120}",
         junk_ts in ".{0,24}",
     ) {
@@ -215,7 +166,7 @@ fn fuzz_rpc_dispatch() {
     let mut runner = proptest::test_runner::TestRunner::new(config());
     let strategy = (
         any::<u64>(),
-        proptest::collection::vec(mutation(), 0..6),
+        proptest::collection::vec(edit(), 0..6),
         proptest::collection::vec(any::<u8>(), 0..300),
         any::<bool>(),
     );
