@@ -262,6 +262,23 @@ sol! {
     }
 }
 
+impl From<attestmesh_core::userop::PackedUserOperation> for PackedUserOperation {
+    /// The core's packed form as the EntryPoint's ABI struct (for `eth_call`s and encodings).
+    fn from(p: attestmesh_core::userop::PackedUserOperation) -> Self {
+        Self {
+            sender: p.sender,
+            nonce: p.nonce,
+            initCode: p.init_code,
+            callData: p.call_data,
+            accountGasLimits: p.account_gas_limits,
+            preVerificationGas: p.pre_verification_gas,
+            gasFees: p.gas_fees,
+            paymasterAndData: p.paymaster_and_data,
+            signature: p.signature,
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -579,17 +579,7 @@ impl UserOpClient {
         probe.signature = Bytes::copy_from_slice(&account.owner.sign_eth_hash(&hash)?);
         let packed = probe.pack();
         let validate = IClusterMemberAccount::validateUserOpCall {
-            userOp: PackedUserOperation {
-                sender: packed.sender,
-                nonce: packed.nonce,
-                initCode: packed.init_code,
-                callData: packed.call_data,
-                accountGasLimits: packed.account_gas_limits,
-                preVerificationGas: packed.pre_verification_gas,
-                gasFees: packed.gas_fees,
-                paymasterAndData: packed.paymaster_and_data,
-                signature: packed.signature,
-            },
+            userOp: PackedUserOperation::from(packed),
             userOpHash: hash,
             missingAccountFunds: U256::ZERO,
         }
@@ -708,11 +698,10 @@ fn revert_in_message(message: &str) -> Option<ContractError> {
         .rfind(|d| !matches!(d, ContractError::Unknown(_)))
 }
 
-/// `preVerificationGas` that covers any bundler's calldata-based formula for this operation's
-/// shape: the reference overheads (21 000 per bundle, 18 300 per op, 4 per word) over the
-/// ABI-encoded packed operation with every gas, fee and signature byte non-zero (what the op
-/// costs in the bundle transaction at worst).
-pub fn worst_case_pre_verification_gas(op: &UserOperation) -> u64 {
+/// The ABI-encoded packed operation as a bundle carries it at worst: every gas, fee,
+/// paymaster-data and signature byte non-zero (signature at least 65 bytes). Bundlers price
+/// `preVerificationGas` from these bytes, so a bound computed over them covers any final values.
+pub fn worst_case_packed_encoding(op: &UserOperation) -> Vec<u8> {
     let mut worst = op.clone();
     worst.call_gas_limit = u128::MAX;
     worst.verification_gas_limit = u128::MAX;
@@ -725,18 +714,14 @@ pub fn worst_case_pre_verification_gas(op: &UserOperation) -> u64 {
         worst.paymaster_data = Bytes::from(vec![0xff; op.paymaster_data.len()]);
     }
     worst.signature = Bytes::from(vec![0xff; op.signature.len().max(65)]);
-    let p = worst.pack();
-    let encoded = alloy_sol_types::SolValue::abi_encode(&PackedUserOperation {
-        sender: p.sender,
-        nonce: p.nonce,
-        initCode: p.init_code,
-        callData: p.call_data,
-        accountGasLimits: p.account_gas_limits,
-        preVerificationGas: p.pre_verification_gas,
-        gasFees: p.gas_fees,
-        paymasterAndData: p.paymaster_and_data,
-        signature: p.signature,
-    });
+    alloy_sol_types::SolValue::abi_encode(&PackedUserOperation::from(worst.pack()))
+}
+
+/// `preVerificationGas` that covers any bundler's calldata-based formula for this operation's
+/// shape: the ERC-4337 reference overheads (21 000 per bundle, 18 300 per op, 4 per word) plus
+/// 16 per non-zero and 4 per zero byte of [`worst_case_packed_encoding`].
+pub fn worst_case_pre_verification_gas(op: &UserOperation) -> u64 {
+    let encoded = worst_case_packed_encoding(op);
     let calldata: u64 = encoded
         .iter()
         .map(|b| if *b == 0 { 4u64 } else { 16 })

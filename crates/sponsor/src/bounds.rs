@@ -14,9 +14,7 @@
 //!   plus a margin and a fixed allowance (the L1 data share on rollups such as Base);
 //! * fees from the chain's current base and priority fee (a configured multiple).
 
-use alloy_primitives::U256;
-use alloy_sol_types::SolValue;
-use attestmesh_chain::bindings::PackedUserOperation;
+use attestmesh_chain::userop::worst_case_packed_encoding;
 use attestmesh_core::userop::UserOperation;
 
 /// Execution gas (`callGasLimit`) measured for `execute(cluster, 0, dstack_register(..))` on
@@ -177,31 +175,7 @@ pub fn max_cost(op: &UserOperation) -> u128 {
 /// * the EIP-7623 calldata floor alto applies where the chain has it: 21 000 + 10 per token
 ///   (a zero byte is one token, a non-zero byte four).
 pub fn bundler_pre_verification_gas(op: &UserOperation) -> u128 {
-    let mut worst = op.clone();
-    worst.call_gas_limit = u128::MAX;
-    worst.verification_gas_limit = u128::MAX;
-    worst.pre_verification_gas = U256::MAX;
-    worst.max_fee_per_gas = u128::MAX;
-    worst.max_priority_fee_per_gas = u128::MAX;
-    if worst.paymaster.is_some() {
-        worst.paymaster_verification_gas_limit = u128::MAX;
-        worst.paymaster_post_op_gas_limit = u128::MAX;
-        worst.paymaster_data = vec![0xff; op.paymaster_data.len()].into();
-    }
-    worst.signature = vec![0xff; op.signature.len().max(65)].into();
-    let p = worst.pack();
-    let encoded = PackedUserOperation {
-        sender: p.sender,
-        nonce: p.nonce,
-        initCode: p.init_code,
-        callData: p.call_data,
-        accountGasLimits: p.account_gas_limits,
-        preVerificationGas: p.pre_verification_gas,
-        gasFees: p.gas_fees,
-        paymasterAndData: p.paymaster_and_data,
-        signature: p.signature,
-    }
-    .abi_encode();
+    let encoded = worst_case_packed_encoding(op);
     let zeros = encoded.iter().filter(|b| **b == 0).count() as u128;
     let nonzeros = encoded.len() as u128 - zeros;
     let tokens = zeros + 4 * nonzeros;
@@ -214,7 +188,7 @@ pub fn bundler_pre_verification_gas(op: &UserOperation) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy_primitives::{Address, Bytes};
+    use alloy_primitives::{Address, Bytes, U256};
 
     #[test]
     fn max_cost_is_the_prefund_and_saturates() {

@@ -25,18 +25,7 @@ use attestmesh_tee::dstack::DstackAttestor;
 use common::execute;
 
 fn sol_packed(op: &UserOperation) -> PackedUserOperation {
-    let p = op.pack();
-    PackedUserOperation {
-        sender: p.sender,
-        nonce: p.nonce,
-        initCode: p.init_code,
-        callData: p.call_data,
-        accountGasLimits: p.account_gas_limits,
-        preVerificationGas: p.pre_verification_gas,
-        gasFees: p.gas_fees,
-        paymasterAndData: p.paymaster_and_data,
-        signature: p.signature,
-    }
+    PackedUserOperation::from(op.pack())
 }
 
 /// Gas of `data` sent to `to` by the EntryPoint, without the 21 000 transaction intrinsic
