@@ -21,10 +21,11 @@ use attestmesh_chain::rpc::RpcClient;
 use attestmesh_chain::userop::{UserOpClient, UserOpConfig};
 use attestmesh_core::ids::member_id;
 use attestmesh_core::liveness::{self, Liveness};
+use attestmesh_core::mesh::MeshCidr;
 use attestmesh_tee::attestor::{Attestor, Derived, OnChainRecord, check_lost_state};
 use attestmesh_tee::client::GuestAgentClient;
 use attestmesh_tee::dstack::{DstackAttestor, OwnerChain};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AgentApi};
@@ -36,7 +37,7 @@ use crate::health::{HealthServer, QuoteSource};
 use crate::heartbeats::{self, Heartbeats};
 use crate::mesh::{self, Mesh, MeshSettings};
 use crate::ports::{BoxFuture, MessageHistory, SubmitError, Submitted, Submitter, UserOpSubmitter};
-use crate::state::{InboundMessage, Phase, Shared};
+use crate::state::{InboundMessage, MemberView, Phase, Shared};
 use crate::statedir::{StateDir, StateDirError};
 
 /// Why the agent stopped with an error. Each is a reason to exit non-zero.
@@ -190,17 +191,14 @@ pub async fn run(
         health_addr,
     });
 
-    let result = boot_and_run(
-        &cfg,
-        &shared,
-        &attestor,
-        state,
-        &late_submitter,
-        &late_history,
-        &stop_rx,
-        &mut tasks,
-    )
-    .await;
+    let boot = Boot {
+        cfg: &cfg,
+        shared: &shared,
+        attestor: &attestor,
+        stop: &stop_rx,
+        tasks: &mut tasks,
+    };
+    let result = boot_and_run(boot, state, &late_submitter, &late_history).await;
     if let Err(e) = &result {
         shared.fail(e.to_string());
         tracing::error!(error = %e, "agent failed");
@@ -229,320 +227,418 @@ fn transient_policy() -> BackoffPolicy {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn boot_and_run(
-    cfg: &Config,
-    shared: &Arc<Shared>,
-    attestor: &Arc<DstackAttestor>,
-    state: Option<StateDir>,
-    late_submitter: &Arc<LateSubmitter>,
-    late_history: &Arc<LateHistory>,
-    stop: &watch::Receiver<bool>,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<(), NodeError> {
-    // ---- booting --------------------------------------------------------------------------
-    let rpc = Arc::new(RpcClient::new(&cfg.rpc_url).map_err(|e| NodeError::Rpc(e.to_string()))?);
-    let Some(chain_id) = or_stop(stop, retry("eth_chainId", || rpc.chain_id())).await else {
-        return Ok(());
-    };
-    if chain_id != cfg.chain_id {
-        return Err(NodeError::WrongChain {
-            expected: cfg.chain_id,
-            got: chain_id,
-        });
-    }
-    let Some(member) = or_stop(
-        stop,
-        retry("guest agent /Info", || attestor.member_contract()),
-    )
-    .await
-    else {
-        return Ok(());
-    };
-    let Some(derived) = or_stop(
-        stop,
-        retry("guest agent /GetKey", || attestor.derive_keys()),
-    )
-    .await
-    else {
-        return Ok(());
-    };
-    let keys = derived.keys.clone();
-    tracing::info!(member = %member, owner = %keys.owner.address(), "keys derived from the TEE");
-    // The member may be bound to its cluster after boot: wait for it.
-    let Some(cluster) = or_stop(stop, async {
-        let mut b = Backoff::new(transient_policy());
-        loop {
-            match view(
-                &rpc,
-                member,
-                IClusterMember::clusterCall {},
-                "member.cluster()",
-            )
-            .await
-            {
-                Ok(c) if !c.is_zero() => return c,
-                Ok(_) => tracing::info!(%member, "member contract not bound to a cluster yet"),
-                Err(e) => tracing::warn!(%member, error = %e, "reading member.cluster() failed"),
-            }
-            b.wait().await;
-        }
-    })
-    .await
-    else {
-        return Ok(());
-    };
-    let reader = ClusterReader::new(Arc::clone(&rpc), cluster);
-    let cidr = reader.mesh_cidr().await?;
-    let my_id = member_id(cluster, member, derived_attestor_id(attestor));
-    tracing::info!(%cluster, member_id = %my_id, mesh_ip = %cidr.mesh_ip(&my_id), "cluster found");
-
-    let userops = Arc::new(UserOpClient::new(
-        RpcClient::new(&cfg.rpc_url).map_err(|e| NodeError::Rpc(e.to_string()))?,
-        BundlerClient::new(
-            RpcClient::new(&cfg.bundler_url)
-                .map_err(|e| NodeError::Rpc(e.to_string()))?
-                .with_timeout(Duration::from_secs(30)),
-        ),
-        PaymasterClient::new(
-            RpcClient::new(&cfg.paymaster_url)
-                .map_err(|e| NodeError::Rpc(e.to_string()))?
-                .with_timeout(Duration::from_secs(15)),
-            serde_json::json!({}),
-        ),
-        UserOpConfig {
-            entry_point: cfg.entry_point,
-            ..UserOpConfig::default()
-        },
-    ));
-    let submitter: Arc<dyn Submitter> = Arc::new(UserOpSubmitter::new(
-        userops,
-        member,
-        cluster,
-        keys.owner.clone(),
-    ));
-
-    // ---- registering -----------------------------------------------------------------------
-    shared.advance(Phase::Registering);
-    let Some(reg) = or_stop(
-        stop,
-        register(attestor, &derived, &reader, member, &submitter),
-    )
-    .await
-    else {
-        return Ok(());
-    };
-    reg?;
-    let _ = late_submitter.0.set(Arc::clone(&submitter));
-
-    // ---- subscribing -----------------------------------------------------------------------
-    shared.advance(Phase::Subscribing);
-    let mut follower = Follower::new(
-        reader.clone(),
-        Arc::clone(shared),
-        cidr,
-        my_id,
-        keys.x25519.clone(),
-        FollowerConfig {
-            poll_interval: cfg.poll_interval,
-            confirmations: cfg.confirmations,
-        },
-        state.clone(),
-    );
-    // The view is read at the confirmed block, so our own registration shows up only once it
-    // is CONFIRMATIONS deep: wait for it rather than mistake it for a missing record.
-    let first_poll = async {
-        let mut b = Backoff::new(transient_policy());
-        loop {
-            match follower.poll_once().await {
-                Ok(()) => match shared.cluster() {
-                    Some(v) if v.member(&my_id).is_some() => return v,
-                    _ => tracing::info!(
-                        confirmations = cfg.confirmations,
-                        "waiting for our registration to be confirmed"
-                    ),
-                },
-                Err(e) => tracing::warn!(error = %e, "initial chain poll failed; retrying"),
-            }
-            b.wait().await;
-        }
-    };
-    let Some(view0) = or_stop(stop, first_poll).await else {
-        return Ok(());
-    };
-    let me = view0.member(&my_id).cloned().ok_or_else(|| {
-        NodeError::Rpc(format!(
-            "registered member {my_id} missing from listMembers()"
-        ))
-    })?;
-    if let Some(r) = mesh::refusals(&view0.members)
-        .into_iter()
-        .find(|r| r.refused() == my_id)
-    {
-        // Chain state gives our /32 or our WireGuard key to an earlier member (or our key is
-        // weak): no node will configure us. Fail closed and say why.
-        shared.fail(r.to_string());
-        return Err(NodeError::Unroutable(r));
-    }
-    shared.set_me(me.clone());
-    let _ = late_history.0.set(Arc::new(ChainHistory {
-        reader: reader.clone(),
-        shared: Arc::clone(shared),
-        me: my_id,
-        x25519: keys.x25519.clone(),
-    }));
-    let wake_follower = follower.waker();
-    let follower = match cfg.indexer_registry {
-        Some(registry) => {
-            let rx = start_intake(
-                cfg, attestor, registry, cluster, my_id, &follower, stop, tasks,
-            )
-            .await?;
-            follower.with_wakeups(rx)
-        }
-        None => follower,
-    };
-    tasks.push(tokio::spawn(follower.run(stopped(stop.clone()))));
-
-    // ---- mesh ------------------------------------------------------------------------------
-    if view0.members.iter().all(|m| m.id == my_id) {
-        shared.advance(Phase::WaitingPeers);
-    }
-    let settings = MeshSettings {
-        interface: cfg.interface.clone(),
-        wg_listen_port: cfg.wg_listen_port,
-        wg_tcp_port: cfg.wg_tcp_port,
-        gateway_domain: cfg.gateway_domain.clone(),
-        gateway_connect: cfg.gateway_connect,
-        ingress: cfg.wg_ingress.clone(),
-    };
-    let my_host = cfg.gateway_host(member);
-    let mesh = Mesh::up(
-        settings,
-        // Built straight from the zeroizing copy, which is wiped at the end of this statement.
-        attestmesh_net::PrivateKey::from_bytes(*keys.wireguard.to_bytes()),
-        me.mesh_ip,
-        cidr.prefix(),
-        my_host,
-    )
-    .await?;
-    shared.advance(Phase::WgConfiguring);
-    tasks.push(tokio::spawn(reconcile_loop(
-        mesh,
-        Arc::clone(shared),
-        my_id,
-        cfg.wg_tcp_port,
-        cfg.gateway_domain.clone(),
-        stop.clone(),
-    )));
-
-    // PeerControl and heartbeats live on the mesh address only.
-    let pc_addr = SocketAddr::new(IpAddr::V4(me.mesh_ip), cfg.peer_control_port);
-    let pc = tokio::net::TcpListener::bind(pc_addr)
-        .await
-        .map_err(|source| NodeError::Bind {
-            what: "PeerControl",
-            addr: pc_addr,
-            source,
-        })?;
-    {
-        let shared = Arc::clone(shared);
-        let stop = stopped(stop.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::peer::serve(pc, shared, stop).await {
-                tracing::error!(error = %e, "PeerControl server failed");
-            }
-        }));
-    }
-    let hb_socket = heartbeats::bind(me.mesh_ip, cfg.heartbeat_port)
-        .await
-        .map_err(|source| NodeError::Bind {
-            what: "heartbeats",
-            addr: SocketAddr::new(IpAddr::V4(me.mesh_ip), cfg.heartbeat_port),
-            source,
-        })?;
-    let interval_ms = cfg.heartbeat_interval.as_millis() as u64;
-    let hb = Heartbeats {
-        socket: hb_socket,
-        liveness: Liveness::new(
-            my_id,
-            keys.ed25519.clone(),
-            liveness::Config::with_interval(interval_ms),
-        ),
-        shared: Arc::clone(shared),
-        port: cfg.heartbeat_port,
-        interval: cfg.heartbeat_interval,
-    };
-    tasks.push(tokio::spawn(hb.run(stopped(stop.clone()))));
-
-    // ---- pulling-csk -----------------------------------------------------------------------
-    shared.advance(Phase::PullingCsk);
-    let ctx = CskContext {
-        shared: Arc::clone(shared),
-        me: my_id,
-        my_ip: IpAddr::V4(me.mesh_ip),
-        x25519: keys.x25519.clone(),
-        derived_csk: keys.csk.clone(),
-        state_key: keys.state.clone(),
-        state,
-        submitter,
-        peer_control_port: cfg.peer_control_port,
-        wake_follower,
-    };
-    let Some(csk) = or_stop(stop, ctx.acquire()).await else {
-        return Ok(());
-    };
-    let csk = csk?;
-    tracing::info!(commitment = %csk.commitment(), "CSK held");
-
-    // ---- heartbeating → healthy (the gate in `Status`) ---------------------------------------
-    shared.advance(Phase::Heartbeating);
-    // Keep the CSK only while the chain commits to it (re-pulled after a reorg, DESIGN §8).
-    match or_stop(stop, ctx.maintain(csk)).await {
-        Some(Err(e)) => Err(e.into()),
-        Some(Ok(never)) => match never {},
-        None => Ok(()),
-    }
+/// What every boot phase reads: the settings, the shared state, the TEE, the stop flag, and
+/// the task list each phase adds its long-running tasks to (joined by [`run`] on the way out).
+struct Boot<'a> {
+    cfg: &'a Config,
+    shared: &'a Arc<Shared>,
+    attestor: &'a Arc<DstackAttestor>,
+    stop: &'a watch::Receiver<bool>,
+    tasks: &'a mut Vec<JoinHandle<()>>,
 }
 
-/// Starts the verified Indexer intake (DESIGN §9.2) next to the follower and returns the
-/// follower's end of the wake-up channel. The intake only ever yields block numbers, and the
-/// follower only uses them to poll early, so an Indexer — honest, lying or absent — can change
-/// how soon we see an event, never what we see.
-#[allow(clippy::too_many_arguments)]
-async fn start_intake(
-    cfg: &Config,
-    attestor: &DstackAttestor,
-    registry: Address,
+/// `booting`'s result: who this node is, its cluster, and the way it sends operations.
+struct Booted {
+    member: Address,
+    derived: Derived<OwnerChain>,
     cluster: Address,
-    me: B256,
-    follower: &Follower,
-    stop: &watch::Receiver<bool>,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<mpsc::Receiver<WakeUp>, NodeError> {
-    let mut ic = IntakeConfig::new(cfg.rpc_url.clone(), registry, cluster, me);
-    // Resume right after our durable cursor: the Indexer replays what we may not have seen.
-    ic.from_block = follower.cursor().map_or(0, |c| c.block.saturating_add(1));
-    ic.allow_simulated_quotes = runs_on_simulated_tee(attestor).await;
-    ic.repro_sample_rate = cfg.indexer_repro_sample_rate;
-    let intake = Intake::new(ic)?;
-    follower.shared().set_intake_stats(intake.stats());
-    // Room for a burst of one wake-up per block; the intake waits (never drops) when it is full,
-    // and the follower coalesces what queued up into one poll.
-    let (tx, rx) = mpsc::channel(64);
-    let stop_rx = stop.clone();
-    tasks.push(tokio::spawn(async move {
-        match intake.run(stopped(stop_rx.clone()), tx).await {
-            Ok(()) => {}
-            // The follower went away first during shutdown: expected.
-            Err(IntakeError::WakeClosed) if *stop_rx.borrow() => {}
-            Err(e) => {
-                tracing::error!(error = %e, "Indexer intake stopped; chain polling continues alone")
-            }
+    reader: ClusterReader,
+    cidr: MeshCidr,
+    my_id: B256,
+    submitter: Arc<dyn Submitter>,
+}
+
+/// `subscribing`'s result: our own record as the confirmed chain state has it, and the handle
+/// that makes the follower poll now (the CSK flow uses it after a failed pull).
+struct Subscribed {
+    me: MemberView,
+    /// We are the only member so far (`waiting-peers`).
+    alone: bool,
+    wake_follower: Arc<Notify>,
+}
+
+/// A phase's outcome: `None` when shutdown came first (not an error: `run` just stops).
+type PhaseResult<T> = Result<Option<T>, NodeError>;
+
+/// The phases of DESIGN §5 in order; each returns the typed context the next one needs.
+async fn boot_and_run(
+    mut boot: Boot<'_>,
+    state: Option<StateDir>,
+    late_submitter: &LateSubmitter,
+    late_history: &LateHistory,
+) -> Result<(), NodeError> {
+    let Some(booted) = boot.booting().await? else {
+        return Ok(());
+    };
+    let Some(()) = boot.registering(&booted).await? else {
+        return Ok(());
+    };
+    let _ = late_submitter.0.set(Arc::clone(&booted.submitter));
+    let Some(sub) = boot
+        .subscribing(&booted, state.clone(), late_history)
+        .await?
+    else {
+        return Ok(());
+    };
+    boot.mesh(&booted, &sub).await?;
+    boot.csk(booted, sub, state).await
+}
+
+impl Boot<'_> {
+    /// `booting`: chain id, TEE identity and keys, and the cluster the member is bound to.
+    async fn booting(&mut self) -> PhaseResult<Booted> {
+        let (cfg, stop, attestor) = (self.cfg, self.stop, self.attestor);
+        let rpc =
+            Arc::new(RpcClient::new(&cfg.rpc_url).map_err(|e| NodeError::Rpc(e.to_string()))?);
+        let Some(chain_id) = or_stop(stop, retry("eth_chainId", || rpc.chain_id())).await else {
+            return Ok(None);
+        };
+        if chain_id != cfg.chain_id {
+            return Err(NodeError::WrongChain {
+                expected: cfg.chain_id,
+                got: chain_id,
+            });
         }
-    }));
-    tracing::info!(%registry, "Indexer intake started: verified pushes wake the follower");
-    Ok(rx)
+        let Some(member) = or_stop(
+            stop,
+            retry("guest agent /Info", || attestor.member_contract()),
+        )
+        .await
+        else {
+            return Ok(None);
+        };
+        let Some(derived) = or_stop(
+            stop,
+            retry("guest agent /GetKey", || attestor.derive_keys()),
+        )
+        .await
+        else {
+            return Ok(None);
+        };
+        let keys = derived.keys.clone();
+        tracing::info!(member = %member, owner = %keys.owner.address(), "keys derived from the TEE");
+        // The member may be bound to its cluster after boot: wait for it.
+        let Some(cluster) = or_stop(stop, async {
+            let mut b = Backoff::new(transient_policy());
+            loop {
+                match view(
+                    &rpc,
+                    member,
+                    IClusterMember::clusterCall {},
+                    "member.cluster()",
+                )
+                .await
+                {
+                    Ok(c) if !c.is_zero() => return c,
+                    Ok(_) => tracing::info!(%member, "member contract not bound to a cluster yet"),
+                    Err(e) => {
+                        tracing::warn!(%member, error = %e, "reading member.cluster() failed")
+                    }
+                }
+                b.wait().await;
+            }
+        })
+        .await
+        else {
+            return Ok(None);
+        };
+        let reader = ClusterReader::new(Arc::clone(&rpc), cluster);
+        let cidr = reader.mesh_cidr().await?;
+        let my_id = member_id(cluster, member, derived_attestor_id(attestor));
+        tracing::info!(%cluster, member_id = %my_id, mesh_ip = %cidr.mesh_ip(&my_id), "cluster found");
+
+        let userops = Arc::new(UserOpClient::new(
+            RpcClient::new(&cfg.rpc_url).map_err(|e| NodeError::Rpc(e.to_string()))?,
+            BundlerClient::new(
+                RpcClient::new(&cfg.bundler_url)
+                    .map_err(|e| NodeError::Rpc(e.to_string()))?
+                    .with_timeout(Duration::from_secs(30)),
+            ),
+            PaymasterClient::new(
+                RpcClient::new(&cfg.paymaster_url)
+                    .map_err(|e| NodeError::Rpc(e.to_string()))?
+                    .with_timeout(Duration::from_secs(15)),
+                serde_json::json!({}),
+            ),
+            UserOpConfig {
+                entry_point: cfg.entry_point,
+                ..UserOpConfig::default()
+            },
+        ));
+        let submitter: Arc<dyn Submitter> = Arc::new(UserOpSubmitter::new(
+            userops,
+            member,
+            cluster,
+            keys.owner.clone(),
+        ));
+
+        Ok(Some(Booted {
+            member,
+            derived,
+            cluster,
+            reader,
+            cidr,
+            my_id,
+            submitter,
+        }))
+    }
+
+    /// `registering`: the lost-state check when the chain has our record, else the bootstrap
+    /// operation (DESIGN §5.2).
+    async fn registering(&mut self, b: &Booted) -> PhaseResult<()> {
+        self.shared.advance(Phase::Registering);
+        let Some(reg) = or_stop(
+            self.stop,
+            register(self.attestor, &b.derived, &b.reader, b.member, &b.submitter),
+        )
+        .await
+        else {
+            return Ok(None);
+        };
+        reg?;
+        Ok(Some(()))
+    }
+
+    /// `subscribing`: the chain follower (and the Indexer intake when configured) until the
+    /// confirmed state holds our own record.
+    async fn subscribing(
+        &mut self,
+        b: &Booted,
+        state: Option<StateDir>,
+        late_history: &LateHistory,
+    ) -> PhaseResult<Subscribed> {
+        let (cfg, shared, stop) = (self.cfg, self.shared, self.stop);
+        let my_id = b.my_id;
+        let keys = &b.derived.keys;
+        shared.advance(Phase::Subscribing);
+        let mut follower = Follower::new(
+            b.reader.clone(),
+            Arc::clone(shared),
+            b.cidr,
+            my_id,
+            keys.x25519.clone(),
+            FollowerConfig {
+                poll_interval: cfg.poll_interval,
+                confirmations: cfg.confirmations,
+            },
+            state.clone(),
+        );
+        // The view is read at the confirmed block, so our own registration shows up only once it
+        // is CONFIRMATIONS deep: wait for it rather than mistake it for a missing record.
+        let first_poll = async {
+            let mut b = Backoff::new(transient_policy());
+            loop {
+                match follower.poll_once().await {
+                    Ok(()) => match shared.cluster() {
+                        Some(v) if v.member(&my_id).is_some() => return v,
+                        _ => tracing::info!(
+                            confirmations = cfg.confirmations,
+                            "waiting for our registration to be confirmed"
+                        ),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "initial chain poll failed; retrying"),
+                }
+                b.wait().await;
+            }
+        };
+        let Some(view0) = or_stop(stop, first_poll).await else {
+            return Ok(None);
+        };
+        let me = view0.member(&my_id).cloned().ok_or_else(|| {
+            NodeError::Rpc(format!(
+                "registered member {my_id} missing from listMembers()"
+            ))
+        })?;
+        if let Some(r) = mesh::refusals(&view0.members)
+            .into_iter()
+            .find(|r| r.refused() == my_id)
+        {
+            // Chain state gives our /32 or our WireGuard key to an earlier member (or our key is
+            // weak): no node will configure us. Fail closed and say why.
+            shared.fail(r.to_string());
+            return Err(NodeError::Unroutable(r));
+        }
+        shared.set_me(me.clone());
+        let _ = late_history.0.set(Arc::new(ChainHistory {
+            reader: b.reader.clone(),
+            shared: Arc::clone(shared),
+            me: my_id,
+            x25519: keys.x25519.clone(),
+        }));
+        let wake_follower = follower.waker();
+        let follower = match cfg.indexer_registry {
+            Some(registry) => {
+                let rx = self
+                    .start_intake(registry, b.cluster, my_id, &follower)
+                    .await?;
+                follower.with_wakeups(rx)
+            }
+            None => follower,
+        };
+        self.tasks
+            .push(tokio::spawn(follower.run(stopped(stop.clone()))));
+
+        let alone = view0.members.iter().all(|m| m.id == my_id);
+        Ok(Some(Subscribed {
+            me,
+            alone,
+            wake_follower,
+        }))
+    }
+
+    /// `wg-configuring`: the WireGuard interface and bridge, the reconcile loop, PeerControl
+    /// and heartbeats, all on our mesh address.
+    async fn mesh(&mut self, b: &Booted, sub: &Subscribed) -> Result<(), NodeError> {
+        let (cfg, shared, stop) = (self.cfg, self.shared, self.stop);
+        let (my_id, keys, me) = (b.my_id, &b.derived.keys, &sub.me);
+        if sub.alone {
+            shared.advance(Phase::WaitingPeers);
+        }
+        let settings = MeshSettings {
+            interface: cfg.interface.clone(),
+            wg_listen_port: cfg.wg_listen_port,
+            wg_tcp_port: cfg.wg_tcp_port,
+            gateway_domain: cfg.gateway_domain.clone(),
+            gateway_connect: cfg.gateway_connect,
+            ingress: cfg.wg_ingress.clone(),
+        };
+        let my_host = cfg.gateway_host(b.member);
+        let mesh = Mesh::up(
+            settings,
+            // Built straight from the zeroizing copy, which is wiped at the end of this statement.
+            attestmesh_net::PrivateKey::from_bytes(*keys.wireguard.to_bytes()),
+            me.mesh_ip,
+            b.cidr.prefix(),
+            my_host,
+        )
+        .await?;
+        shared.advance(Phase::WgConfiguring);
+        self.tasks.push(tokio::spawn(reconcile_loop(
+            mesh,
+            Arc::clone(shared),
+            my_id,
+            cfg.wg_tcp_port,
+            cfg.gateway_domain.clone(),
+            stop.clone(),
+        )));
+
+        // PeerControl and heartbeats live on the mesh address only.
+        let pc_addr = SocketAddr::new(IpAddr::V4(me.mesh_ip), cfg.peer_control_port);
+        let pc = tokio::net::TcpListener::bind(pc_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "PeerControl",
+                addr: pc_addr,
+                source,
+            })?;
+        {
+            let shared = Arc::clone(shared);
+            let stop = stopped(stop.clone());
+            self.tasks.push(tokio::spawn(async move {
+                if let Err(e) = crate::peer::serve(pc, shared, stop).await {
+                    tracing::error!(error = %e, "PeerControl server failed");
+                }
+            }));
+        }
+        let hb_socket = heartbeats::bind(me.mesh_ip, cfg.heartbeat_port)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "heartbeats",
+                addr: SocketAddr::new(IpAddr::V4(me.mesh_ip), cfg.heartbeat_port),
+                source,
+            })?;
+        let interval_ms = cfg.heartbeat_interval.as_millis() as u64;
+        let hb = Heartbeats {
+            socket: hb_socket,
+            liveness: Liveness::new(
+                my_id,
+                keys.ed25519.clone(),
+                liveness::Config::with_interval(interval_ms),
+            ),
+            shared: Arc::clone(shared),
+            port: cfg.heartbeat_port,
+            interval: cfg.heartbeat_interval,
+        };
+        self.tasks.push(tokio::spawn(hb.run(stopped(stop.clone()))));
+
+        Ok(())
+    }
+
+    /// `pulling-csk` → `heartbeating` → healthy: acquire the CSK, then keep it only while the
+    /// chain commits to it (re-pulled after a reorg, DESIGN §8).
+    async fn csk(
+        self,
+        b: Booted,
+        sub: Subscribed,
+        state: Option<StateDir>,
+    ) -> Result<(), NodeError> {
+        let (cfg, shared, stop) = (self.cfg, self.shared, self.stop);
+        let keys = &b.derived.keys;
+        shared.advance(Phase::PullingCsk);
+        let ctx = CskContext {
+            shared: Arc::clone(shared),
+            me: b.my_id,
+            my_ip: IpAddr::V4(sub.me.mesh_ip),
+            x25519: keys.x25519.clone(),
+            derived_csk: keys.csk.clone(),
+            state_key: keys.state.clone(),
+            state,
+            submitter: b.submitter,
+            peer_control_port: cfg.peer_control_port,
+            wake_follower: sub.wake_follower,
+        };
+        let Some(csk) = or_stop(stop, ctx.acquire()).await else {
+            return Ok(());
+        };
+        let csk = csk?;
+        tracing::info!(commitment = %csk.commitment(), "CSK held");
+
+        // ---- heartbeating → healthy (the gate in `Status`) ---------------------------------------
+        shared.advance(Phase::Heartbeating);
+        // Keep the CSK only while the chain commits to it (re-pulled after a reorg, DESIGN §8).
+        match or_stop(stop, ctx.maintain(csk)).await {
+            Some(Err(e)) => Err(e.into()),
+            Some(Ok(never)) => match never {},
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the verified Indexer intake (DESIGN §9.2) next to the follower and returns the
+    /// follower's end of the wake-up channel. The intake only ever yields block numbers, and the
+    /// follower only uses them to poll early, so an Indexer — honest, lying or absent — can change
+    /// how soon we see an event, never what we see.
+    async fn start_intake(
+        &mut self,
+        registry: Address,
+        cluster: Address,
+        me: B256,
+        follower: &Follower,
+    ) -> Result<mpsc::Receiver<WakeUp>, NodeError> {
+        let (cfg, attestor, stop) = (self.cfg, self.attestor, self.stop);
+        let mut ic = IntakeConfig::new(cfg.rpc_url.clone(), registry, cluster, me);
+        // Resume right after our durable cursor: the Indexer replays what we may not have seen.
+        ic.from_block = follower.cursor().map_or(0, |c| c.block.saturating_add(1));
+        ic.allow_simulated_quotes = runs_on_simulated_tee(attestor).await;
+        ic.repro_sample_rate = cfg.indexer_repro_sample_rate;
+        let intake = Intake::new(ic)?;
+        follower.shared().set_intake_stats(intake.stats());
+        // Room for a burst of one wake-up per block; the intake waits (never drops) when it is full,
+        // and the follower coalesces what queued up into one poll.
+        let (tx, rx) = mpsc::channel(64);
+        let stop_rx = stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            match intake.run(stopped(stop_rx.clone()), tx).await {
+                Ok(()) => {}
+                // The follower went away first during shutdown: expected.
+                Err(IntakeError::WakeClosed) if *stop_rx.borrow() => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "Indexer intake stopped; chain polling continues alone")
+                }
+            }
+        }));
+        tracing::info!(%registry, "Indexer intake started: verified pushes wake the follower");
+        Ok(rx)
+    }
 }
 
 /// Whether this agent itself runs on devtee (its quotes are simulated). Only then does the
