@@ -111,7 +111,8 @@ impl Devnet {
         )
         .await?;
         let deployments = infra.deployments;
-        deployments.save(&self.state.dir)?;
+        // The operator commands read it with `--deployments-dir <dir>/deployments`.
+        deployments.save(&self.state.dir.join("deployments"))?;
         let mesh_cidr = attestmesh_core::mesh::MeshCidr::new(MESH_CIDR.0, MESH_CIDR.1)
             .map_err(|e| DevnetError::Setup(format!("mesh CIDR: {e}")))?;
         let cluster_cfg = ClusterConfig {
