@@ -24,7 +24,7 @@ use attestmesh_core::liveness::{self, Liveness};
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_tee::attestor::{Attestor, Derived, OnChainRecord, check_lost_state};
 use attestmesh_tee::client::GuestAgentClient;
-use attestmesh_tee::dstack::{DstackAttestor, OwnerChain};
+use attestmesh_tee::dstack::DstackAttestor;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -130,10 +130,23 @@ pub struct Handles {
     pub health_addr: SocketAddr,
 }
 
-/// Runs the agent until `shutdown` resolves (SIGTERM in the CLI). `on_ready` gets the shared
-/// state and the bound health address as soon as the servers listen.
+/// Runs the agent on dstack (the guest agent at `DSTACK_SOCKET`) until `shutdown` resolves
+/// (SIGTERM in the CLI). `on_ready` gets the shared state and the bound health address as soon
+/// as the servers listen.
 pub async fn run(
     cfg: Config,
+    on_ready: impl FnOnce(Handles) + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let attestor = DstackAttestor::new(GuestAgentClient::new(&cfg.dstack_socket));
+    run_with(cfg, attestor, on_ready, shutdown).await
+}
+
+/// [`run`] with any attestation method (DESIGN §3.6, §4.4): the runtime sees only the
+/// [`Attestor`] trait, so a second method is a new provider, not a change here.
+pub async fn run_with<A: Attestor + 'static>(
+    cfg: Config,
+    attestor: A,
     on_ready: impl FnOnce(Handles) + Send,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
@@ -148,9 +161,7 @@ pub async fn run(
         });
     }
     let state = cfg.state_dir.as_ref().map(StateDir::open).transpose()?;
-    let attestor = Arc::new(DstackAttestor::new(GuestAgentClient::new(
-        &cfg.dstack_socket,
-    )));
+    let attestor = Arc::new(attestor);
 
     // Interfaces first: progress is observable from the start.
     let health = HealthServer::bind(
@@ -229,18 +240,18 @@ fn transient_policy() -> BackoffPolicy {
 
 /// What every boot phase reads: the settings, the shared state, the TEE, the stop flag, and
 /// the task list each phase adds its long-running tasks to (joined by [`run`] on the way out).
-struct Boot<'a> {
+struct Boot<'a, A: Attestor> {
     cfg: &'a Config,
     shared: &'a Arc<Shared>,
-    attestor: &'a Arc<DstackAttestor>,
+    attestor: &'a Arc<A>,
     stop: &'a watch::Receiver<bool>,
     tasks: &'a mut Vec<JoinHandle<()>>,
 }
 
 /// `booting`'s result: who this node is, its cluster, and the way it sends operations.
-struct Booted {
+struct Booted<E> {
     member: Address,
-    derived: Derived<OwnerChain>,
+    derived: Derived<E>,
     cluster: Address,
     reader: ClusterReader,
     cidr: MeshCidr,
@@ -261,8 +272,8 @@ struct Subscribed {
 type PhaseResult<T> = Result<Option<T>, NodeError>;
 
 /// The phases of DESIGN §5 in order; each returns the typed context the next one needs.
-async fn boot_and_run(
-    mut boot: Boot<'_>,
+async fn boot_and_run<A: Attestor>(
+    mut boot: Boot<'_, A>,
     state: Option<StateDir>,
     late_submitter: &LateSubmitter,
     late_history: &LateHistory,
@@ -284,9 +295,9 @@ async fn boot_and_run(
     boot.csk(booted, sub, state).await
 }
 
-impl Boot<'_> {
+impl<A: Attestor> Boot<'_, A> {
     /// `booting`: chain id, TEE identity and keys, and the cluster the member is bound to.
-    async fn booting(&mut self) -> PhaseResult<Booted> {
+    async fn booting(&mut self) -> PhaseResult<Booted<A::Evidence>> {
         let (cfg, stop, attestor) = (self.cfg, self.stop, self.attestor);
         let rpc =
             Arc::new(RpcClient::new(&cfg.rpc_url).map_err(|e| NodeError::Rpc(e.to_string()))?);
@@ -344,7 +355,7 @@ impl Boot<'_> {
         };
         let reader = ClusterReader::new(Arc::clone(&rpc), cluster);
         let cidr = reader.mesh_cidr().await?;
-        let my_id = member_id(cluster, member, derived_attestor_id(attestor));
+        let my_id = member_id(cluster, member, attestor.attestor_id());
         tracing::info!(%cluster, member_id = %my_id, mesh_ip = %cidr.mesh_ip(&my_id), "cluster found");
 
         let userops = Arc::new(UserOpClient::new(
@@ -385,11 +396,17 @@ impl Boot<'_> {
 
     /// `registering`: the lost-state check when the chain has our record, else the bootstrap
     /// operation (DESIGN §5.2).
-    async fn registering(&mut self, b: &Booted) -> PhaseResult<()> {
+    async fn registering(&mut self, b: &Booted<A::Evidence>) -> PhaseResult<()> {
         self.shared.advance(Phase::Registering);
         let Some(reg) = or_stop(
             self.stop,
-            register(self.attestor, &b.derived, &b.reader, b.member, &b.submitter),
+            register(
+                self.attestor.as_ref(),
+                &b.derived,
+                &b.reader,
+                b.member,
+                &b.submitter,
+            ),
         )
         .await
         else {
@@ -403,7 +420,7 @@ impl Boot<'_> {
     /// confirmed state holds our own record.
     async fn subscribing(
         &mut self,
-        b: &Booted,
+        b: &Booted<A::Evidence>,
         state: Option<StateDir>,
         late_history: &LateHistory,
     ) -> PhaseResult<Subscribed> {
@@ -488,7 +505,7 @@ impl Boot<'_> {
 
     /// `wg-configuring`: the WireGuard interface and bridge, the reconcile loop, PeerControl
     /// and heartbeats, all on our mesh address.
-    async fn mesh(&mut self, b: &Booted, sub: &Subscribed) -> Result<(), NodeError> {
+    async fn mesh(&mut self, b: &Booted<A::Evidence>, sub: &Subscribed) -> Result<(), NodeError> {
         let (cfg, shared, stop) = (self.cfg, self.shared, self.stop);
         let (my_id, keys, me) = (b.my_id, &b.derived.keys, &sub.me);
         if sub.alone {
@@ -568,7 +585,7 @@ impl Boot<'_> {
     /// chain commits to it (re-pulled after a reorg, DESIGN §8).
     async fn csk(
         self,
-        b: Booted,
+        b: Booted<A::Evidence>,
         sub: Subscribed,
         state: Option<StateDir>,
     ) -> Result<(), NodeError> {
@@ -618,7 +635,7 @@ impl Boot<'_> {
         let mut ic = IntakeConfig::new(cfg.rpc_url.clone(), registry, cluster, me);
         // Resume right after our durable cursor: the Indexer replays what we may not have seen.
         ic.from_block = follower.cursor().map_or(0, |c| c.block.saturating_add(1));
-        ic.allow_simulated_quotes = runs_on_simulated_tee(attestor).await;
+        ic.allow_simulated_quotes = runs_on_simulated_tee(attestor.as_ref()).await;
         ic.repro_sample_rate = cfg.indexer_repro_sample_rate;
         let intake = Intake::new(ic)?;
         follower.shared().set_intake_stats(intake.stats());
@@ -644,7 +661,7 @@ impl Boot<'_> {
 /// Whether this agent itself runs on devtee (its quotes are simulated). Only then does the
 /// intake accept an Indexer's simulated quote: an agent whose own identity is simulated gains
 /// nothing from demanding more of the Indexer, while a real TDX agent must never accept one.
-async fn runs_on_simulated_tee(attestor: &DstackAttestor) -> bool {
+async fn runs_on_simulated_tee(attestor: &impl Attestor) -> bool {
     match attestor.attestation_document([0u8; 64]).await {
         Ok(doc) => doc
             .quote
@@ -654,10 +671,6 @@ async fn runs_on_simulated_tee(attestor: &DstackAttestor) -> bool {
             false
         }
     }
-}
-
-fn derived_attestor_id(a: &DstackAttestor) -> B256 {
-    a.attestor_id()
 }
 
 /// Retries a transient failure forever with capped backoff, logging each failure; the caller
@@ -682,9 +695,9 @@ where
 /// Registration (DESIGN §5.2): skip with the lost-state check if the chain has our record,
 /// otherwise submit the bootstrap operation, retrying with capped backoff (the operator's
 /// allowlist entries may still be landing).
-async fn register(
-    attestor: &DstackAttestor,
-    derived: &Derived<OwnerChain>,
+async fn register<A: Attestor>(
+    attestor: &A,
+    derived: &Derived<A::Evidence>,
     reader: &ClusterReader,
     member: Address,
     submitter: &Arc<dyn Submitter>,
