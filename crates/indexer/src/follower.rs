@@ -45,6 +45,25 @@ pub struct RpcLog {
     pub removed: bool,
 }
 
+impl RpcLog {
+    /// The push this log becomes (DESIGN §9.2): every field from the log, and the canonical
+    /// `eth_getLogs` repro stub that returns exactly this log from any RPC node.
+    pub fn push_body(&self) -> PushBody {
+        PushBody {
+            cluster: self.address,
+            block_number: self.block_number.to(),
+            block_hash: self.block_hash,
+            tx_hash: self.transaction_hash,
+            log_index: self.log_index.to(),
+            address: self.address,
+            topics: self.topics.clone(),
+            data: self.data.to_vec(),
+            repro_method: REPRO_METHOD.to_string(),
+            repro_params_json: repro_params_json(self.address, self.block_hash, &self.topics),
+        }
+    }
+}
+
 /// `eth_getLogs` over `[from, to]` for `addresses` (chunked), optionally only `topic0`, merged in
 /// chain order.
 ///
@@ -103,18 +122,7 @@ async fn get_logs_once(
 /// Signs one cluster log into a push and decides who receives it.
 pub fn outgoing(shared: &Shared, log: &RpcLog) -> Option<Outgoing> {
     let cluster = log.address;
-    let body = PushBody {
-        cluster,
-        block_number: log.block_number.to(),
-        block_hash: log.block_hash,
-        tx_hash: log.transaction_hash,
-        log_index: log.log_index.to(),
-        address: log.address,
-        topics: log.topics.clone(),
-        data: log.data.to_vec(),
-        repro_method: REPRO_METHOD.to_string(),
-        repro_params_json: repro_params_json(cluster, log.block_hash, &log.topics),
-    };
+    let body = log.push_body();
     let signature = match body.sign(&shared.key) {
         Ok(s) => s,
         Err(e) => {

@@ -4,7 +4,7 @@
 
 use alloy_primitives::{Address, B256};
 use attestmesh_core::keys::Ed25519Secret;
-use attestmesh_core::push::{PushBody, PushError, REPRO_METHOD, repro_params_json};
+use attestmesh_core::push::PushError;
 use attestmesh_fuzzkit::config;
 use attestmesh_indexer::follower::RpcLog;
 use proptest::prelude::*;
@@ -12,22 +12,12 @@ use proptest::prelude::*;
 /// A well-formed `eth_getLogs` answer (two logs, as anvil prints them).
 const VALID: &str = r#"[{"address":"0xc1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1","topics":["0x0101010101010101010101010101010101010101010101010101010101010101","0x0202020202020202020202020202020202020202020202020202020202020202"],"data":"0xdeadbeef","blockHash":"0xb1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1","blockNumber":"0x4d2","blockTimestamp":"0x6553f100","transactionHash":"0x7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f","transactionIndex":"0x0","logIndex":"0x3","removed":false},{"address":"0xc1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1","topics":[],"data":"0x","blockHash":"0xb1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1","blockNumber":"0x4d2","transactionHash":"0x7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f","transactionIndex":"0x0","logIndex":"0x4"}]"#;
 
-/// What the follower does with a decoded log: sign it as a push. Never panics; more than four
+/// What the follower does with a decoded log (`RpcLog::push_body`, then sign). Never panics; more than four
 /// topics (no EVM emits them, a lying RPC could) is the typed error.
 fn sign_as_push(l: &RpcLog) -> Result<(), PushError> {
-    let body = PushBody {
-        cluster: l.address,
-        block_number: l.block_number.to(),
-        block_hash: l.block_hash,
-        tx_hash: l.transaction_hash,
-        log_index: l.log_index.to(),
-        address: l.address,
-        topics: l.topics.clone(),
-        data: l.data.to_vec(),
-        repro_method: REPRO_METHOD.to_string(),
-        repro_params_json: repro_params_json(l.address, l.block_hash, &l.topics),
-    };
-    body.sign(&Ed25519Secret::from_seed([3; 32])).map(|_| ())
+    l.push_body()
+        .sign(&Ed25519Secret::from_seed([3; 32]))
+        .map(|_| ())
 }
 
 proptest! {

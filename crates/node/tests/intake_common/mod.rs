@@ -18,7 +18,7 @@ use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::keys::Ed25519Secret;
 use attestmesh_core::mesh::MeshCidr;
-use attestmesh_core::push::{PushBody, REPRO_METHOD, attestation_report_data, repro_params_json};
+use attestmesh_core::push::{PushBody, attestation_report_data};
 use attestmesh_indexer::follower::{RpcLog, message_sent_topic};
 use attestmesh_indexer::{Config, Indexer};
 use attestmesh_node::indexer_registry as registry;
@@ -368,18 +368,7 @@ pub fn simulated_attestation(pk: &B256) -> pb::Attestation {
 
 /// The body of a real log, with the canonical repro stub.
 pub fn body_of(l: &RpcLog) -> PushBody {
-    PushBody {
-        cluster: l.address,
-        block_number: l.block_number.to(),
-        block_hash: l.block_hash,
-        tx_hash: l.transaction_hash,
-        log_index: l.log_index.to(),
-        address: l.address,
-        topics: l.topics.clone(),
-        data: l.data.to_vec(),
-        repro_method: REPRO_METHOD.to_string(),
-        repro_params_json: repro_params_json(l.address, l.block_hash, &l.topics),
-    }
+    l.push_body()
 }
 
 /// The wire form of `b` with signature `sig`.
