@@ -119,7 +119,9 @@ proptest! {
             prop_assert!(secret.verify(Some(&id), Some(&ts_s), Some(&sig), &bad_body, now).is_err());
         }
         let bad_sig = String::from_utf8_lossy(&mutate(sig.clone().into_bytes(), &ms)).into_owned();
-        if bad_sig != sig {
+        // The header is a whitespace-separated list of signatures (Standard Webhooks), so an
+        // edit that only adds whitespace around the genuine entry legitimately still verifies.
+        if bad_sig != sig && !bad_sig.split_whitespace().any(|e| e == sig) {
             prop_assert!(secret.verify(Some(&id), Some(&ts_s), Some(&bad_sig), &body, now).is_err());
         }
         let bad_id = format!("{id}x");
@@ -208,4 +210,29 @@ fn fuzz_rpc_dispatch() {
             Ok(())
         })
         .expect("fuzz_rpc_dispatch");
+}
+
+/// Found by `fuzz_webhook_verify` in CI: a tab appended to the signature header. The header is a
+/// whitespace-separated list, so the genuine entry still verifies; a tab inside the entry does
+/// not.
+#[test]
+fn regression_webhook_signature_with_surrounding_whitespace() {
+    let secret = WebhookSecret::parse("whsec_dGVzdC13ZWJob29rLXNlY3JldC0zMi1ieXRlcy1sb25nIQ==")
+        .expect("secret");
+    let now = 1_750_000_000u64;
+    let sig = secret.sign("A", now, b"");
+    let ts = now.to_string();
+    let padded = format!("{sig}\t");
+    assert!(
+        secret
+            .verify(Some("A"), Some(&ts), Some(&padded), b"", now)
+            .is_ok()
+    );
+    let (head, tail) = sig.split_at(5);
+    let split = format!("{head}\t{tail}");
+    assert!(
+        secret
+            .verify(Some("A"), Some(&ts), Some(&split), b"", now)
+            .is_err()
+    );
 }
