@@ -1,289 +1,172 @@
-//! Solidity bindings for every contract surface the workspace touches: the registration flow,
-//! the node's views, the 4337 stack, and the operator commands (admission policy setters and
-//! events, factory events, the Indexer registry, UUPS upgrades of the stock dstack app). One
-//! place, so a changed contract breaks one file. Mirrors contracts/src/interfaces/*.sol;
-//! selectors are pinned by spec/vectors/selectors.json.
+//! Solidity bindings, generated at compile time from the committed ABI artifacts
+//! (`artifacts/*.json`, which CI rebuilds from `contracts/` and compares). Nothing here is copied
+//! by hand: a changed contract changes its artifact, and the code that no longer matches it stops
+//! compiling. The one exception is [`IDstackApp`], Phala's stock dstack app contract, which is not
+//! ours and has no artifact here.
+//!
+//! Each artifact expands in its own module because artifacts share library-qualified struct
+//! names (`IDiamondCut.FacetCut`, …) that would collide in one scope; the contract's module is
+//! re-exported at the top level, so callers write `IAttestFacet::memberOfCall`.
+//!
+//! Interfaces (`IAttestFacet`, …) are what callers use to talk to the diamond; the
+//! implementation artifacts (`AttestFacet`, …) are here for their complete error lists, which
+//! [`crate::revert`] decodes.
 
 use alloy_sol_types::sol;
 
+/// Expands one artifact into `pub mod $module` and re-exports its contract module.
+macro_rules! artifact {
+    ($(#[$doc:meta])* $module:ident :: $name:ident = $file:tt) => {
+        $(#[$doc])*
+        pub mod $module {
+            #![allow(missing_docs, clippy::too_many_arguments)]
+            alloy_sol_types::sol!(#[derive(Debug, PartialEq, Eq)] $name, $file);
+        }
+        pub use $module::$name;
+    };
+}
+
+artifact!(
+    /// Membership, mesh addresses, the CSK commitment and the cluster owner.
+    i_attest_facet::IAttestFacet = "../../artifacts/IAttestFacet.json"
+);
+artifact!(
+    /// The dstack attestation method: registration and its admission policy.
+    i_dstack_facet::IDstackFacet = "../../artifacts/IDstackFacet.json"
+);
+artifact!(
+    /// Ordered, encrypted member-to-member messages.
+    i_message_facet::IMessageFacet = "../../artifacts/IMessageFacet.json"
+);
+artifact!(
+    /// WireGuard and Ed25519 public keys of members.
+    i_network_facet::INetworkFacet = "../../artifacts/INetworkFacet.json"
+);
+artifact!(
+    /// What every attestation method's facet tells a member contract (its bootstrap rule).
+    i_attestor::IAttestor = "../../artifacts/IAttestor.json"
+);
+artifact!(
+    /// The diamond's ERC-173 ownership (who may cut facets).
+    i_diamond_ownership::IDiamondOwnership = "../../artifacts/IDiamondOwnership.json"
+);
+artifact!(
+    /// A member's ERC-4337 account, as other contracts see it.
+    i_cluster_member::IClusterMember = "../../artifacts/IClusterMember.json"
+);
+artifact!(
+    /// The member account itself (`validateUserOp`, UUPS, and its errors).
+    cluster_member::ClusterMember = "../../artifacts/ClusterMember.json"
+);
+artifact!(
+    /// CREATE2 factory of member accounts.
+    i_cluster_member_factory::IClusterMemberFactory = "../../artifacts/IClusterMemberFactory.json"
+);
+artifact!(
+    /// CREATE2 factory of cluster diamonds.
+    i_cluster_diamond_factory::IClusterDiamondFactory =
+        "../../artifacts/IClusterDiamondFactory.json"
+);
+artifact!(
+    /// The diamond factory's implementation: its constructor's facet list and its errors.
+    cluster_diamond_factory::ClusterDiamondFactory = "../../artifacts/ClusterDiamondFactory.json"
+);
+artifact!(
+    /// Where agents read the attested Indexer's endpoint and key.
+    i_indexer_registry::IIndexerRegistry = "../../artifacts/IIndexerRegistry.json"
+);
+artifact!(
+    /// Our verifying paymaster.
+    sponsor_paymaster::SponsorPaymaster = "../../artifacts/SponsorPaymaster.json"
+);
+
+/// The canonical ERC-4337 v0.7 EntryPoint. Its artifact's library structs name the contract's
+/// own `PackedUserOperation`, so that type is brought into the module scope first.
+pub mod entry_point {
+    #![allow(missing_docs, clippy::too_many_arguments)]
+    pub use self::EntryPoint::PackedUserOperation;
+    alloy_sol_types::sol!(
+        #[derive(Debug, PartialEq, Eq)]
+        EntryPoint,
+        "../../artifacts/EntryPointV07.json"
+    );
+}
+pub use entry_point::EntryPoint;
+/// The UserOperation as the EntryPoint takes it (the one ABI form every caller uses).
+pub use entry_point::PackedUserOperation;
+
+/// Implementation artifacts: their complete error lists (see [`crate::revert`]) and the few
+/// calls no interface declares (`IndexerRegistry.owner`, OpenZeppelin's `Ownable2Step`).
+pub mod impls {
+    artifact!(attest_facet::AttestFacet = "../../artifacts/AttestFacet.json");
+    artifact!(dstack_facet::DstackFacet = "../../artifacts/DstackFacet.json");
+    artifact!(message_facet::MessageFacet = "../../artifacts/MessageFacet.json");
+    artifact!(network_facet::NetworkFacet = "../../artifacts/NetworkFacet.json");
+    artifact!(cluster_diamond::ClusterDiamond = "../../artifacts/ClusterDiamond.json");
+    artifact!(cluster_init::ClusterInit = "../../artifacts/ClusterInit.json");
+    artifact!(diamond_cut_facet::DiamondCutFacet = "../../artifacts/DiamondCutFacet.json");
+    artifact!(ownership_facet::OwnershipFacet = "../../artifacts/OwnershipFacet.json");
+    artifact!(
+        cluster_member_factory::ClusterMemberFactory = "../../artifacts/ClusterMemberFactory.json"
+    );
+    artifact!(indexer_registry::IndexerRegistry = "../../artifacts/IndexerRegistry.json");
+    artifact!(secp256k1::Secp256k1 = "../../artifacts/Secp256k1.json");
+}
+
 sol! {
+    /// Phala's stock dstack app (a UUPS proxy a member may start as before it is upgraded to
+    /// ClusterMember). Not one of our contracts, so there is no artifact to generate it from;
+    /// these are the only calls and errors of it we use.
     #[derive(Debug, PartialEq, Eq)]
-    struct MemberRecord {
-        bytes32 attestorId;
-        address memberContract;
-        bytes32 xPubKey;
-        bytes32 wgPubKey;
-        bytes32 edPubKey;
-        uint64 registeredAt;
-    }
-
-    #[derive(Debug, PartialEq, Eq)]
-    struct ClusterInitArgs {
-        address clusterOwner;
-        uint32 meshCidrIp;
-        uint8 meshPrefix;
-        address memberFactory;
-        address[] kmsRoots;
-        bytes32[] composeHashes;
-        bytes32[] devices;
-        address[] appIds;
-        bool allowAnyDevice;
-        bool requireTcbUpToDate;
-    }
-
-    /// Constructor argument of ClusterDiamondFactory.
-    #[derive(Debug, PartialEq, Eq)]
-    struct Facets {
-        address diamondCut;
-        address diamondLoupe;
-        address ownership;
-        address attest;
-        address message;
-        address network;
-        address dstack;
-    }
-
-    /// IndexerRegistry's record (contracts/src/interfaces/IClusterDiamondFactory.sol).
-    #[derive(Debug, PartialEq, Eq)]
-    struct IndexerRecord {
-        string endpoint;
-        bytes32 codeId;
-        bytes32 pubKey;
-        uint64 updatedAt;
-    }
-
-    interface IAttestFacet {
-        error AlreadyRegistered();
-        function clusterOwner() external view returns (address);
-        function pendingClusterOwner() external view returns (address);
-        function isClusterMember(address memberContract) external view returns (bool);
-        function memberIdOf(address memberContract) external view returns (bytes32);
-        function memberOf(address memberContract) external view returns (MemberRecord memory);
-        function memberCount() external view returns (uint256);
-        function meshCidr() external view returns (uint32 ip, uint8 prefix);
-        function meshIpOf(bytes32 memberId) external view returns (uint32);
-    }
-
-    interface IDstackFacet {
-        error NotOurMember();
-        error InvalidSigChain();
-        error BindingMismatch();
-        error InvalidPubKeyLength();
-        error PointNotOnCurve();
-
-        event ComposeHashAdded(bytes32 composeHash);
-        event ComposeHashRemoved(bytes32 composeHash);
-        event DeviceAdded(bytes32 deviceId);
-        event DeviceRemoved(bytes32 deviceId);
-        event AllowAnyDeviceSet(bool allowAny);
-        event RequireTcbUpToDateSet(bool required);
-        event KmsRootAdded(address kmsRoot);
-        event KmsRootRemoved(address kmsRoot);
-        event AppIdAdded(address appId);
-        event AppIdRemoved(address appId);
-
-        function addComposeHash(bytes32 composeHash) external;
-        function removeComposeHash(bytes32 composeHash) external;
-        function addDevice(bytes32 deviceId) external;
-        function removeDevice(bytes32 deviceId) external;
-        function setAllowAnyDevice(bool allowAny) external;
-        function setRequireTcbUpToDate(bool required) external;
-        function addAllowedKmsRoot(address kmsRoot) external;
-        function removeAllowedKmsRoot(address kmsRoot) external;
-        function addAllowedAppId(address appId) external;
-        function removeAllowedAppId(address appId) external;
-
-        function allowedComposeHashes(bytes32 composeHash) external view returns (bool);
-        function allowedDeviceIds(bytes32 deviceId) external view returns (bool);
-        function allowAnyDevice() external view returns (bool);
-        function requireTcbUpToDate() external view returns (bool);
-        function allowedKmsRoots(address kmsRoot) external view returns (bool);
-        function allowedAppIds(address appId) external view returns (bool);
-        function memberFactory() external view returns (address);
-    }
-
-    interface IClusterMember {
-        function cluster() external view returns (address);
-        function owner() external view returns (address);
-        /// Binds a stock dstack app upgraded to ClusterMember (called through upgradeToAndCall).
-        function reinitializeFromDstackApp(address cluster) external;
-    }
-
-    /// The diamond's ERC-173 owner (OwnershipFacet), who may cut facets.
-    interface IOwnershipFacet {
-        function owner() external view returns (address);
-    }
-
-    /// A UUPS proxy: the stock dstack app a member starts as, or a ClusterMember.
-    interface IUups {
+    interface IDstackApp {
+        error NotOwner();
         function upgradeToAndCall(address newImplementation, bytes data) external payable;
         function proxiableUUID() external view returns (bytes32);
-        /// The stock dstack app's owner (who alone may upgrade it).
         function owner() external view returns (address);
-    }
-
-    interface IIndexerRegistry {
-        event IndexerUpdated(string endpoint, bytes32 codeId, bytes32 pubKey, uint64 updatedAt);
-        function current() external view returns (IndexerRecord memory);
-        function setIndexer(IndexerRecord calldata record) external;
-        /// OpenZeppelin Ownable: only the owner may set the record.
-        function owner() external view returns (address);
-    }
-
-    /// Errors of contracts outside this repository's interfaces (OpenZeppelin Ownable and UUPS,
-    /// the stock dstack app), which operator commands name when they revert.
-    interface IExternalErrors {
-        error OwnableUnauthorizedAccount(address account);
-        error NotOwner();
-        error UUPSUnauthorizedCallContext();
-        error UUPSUnsupportedProxiableUUID(bytes32 slot);
-        error ERC1967InvalidImplementation(address implementation);
-        error InvalidInitialization();
-    }
-
-    interface IClusterMemberAccount {
-        error OnlyEntryPoint();
-        error OnlyCluster();
-        error OnlyClusterOwner();
-        error OwnerAlreadySet();
-        error InvalidBootstrapCall();
-        error ZeroAddress();
-        function execute(address target, uint256 value, bytes data) external;
-        function validateUserOp(PackedUserOperation userOp, bytes32 userOpHash, uint256 missingAccountFunds) external returns (uint256 validationData);
-    }
-
-    interface IAttestWrite {
-        error NotOriginator();
-        error CskCommitmentAlreadySet();
-        error ZeroCommitment();
-        error UnknownMember();
-        error OnlyDiamond();
-        error NotClusterOwner();
-        error NotPendingClusterOwner();
-        /// Another member holds this WireGuard key (registration or publishWgKey).
-        error WgKeyInUse();
-        /// A small-order X25519 point, in any encoding.
-        error WgKeyLowOrder();
-        /// Not the canonical X25519 encoding (bit 255 set, or u >= 2^255 - 19).
-        error WgKeyNotCanonical();
-        function memberIdOfWgKey(bytes32 wgPubKey) external view returns (bytes32);
-        function setCskCommitment(bytes32 commitment) external;
-        function cskCommitment() external view returns (bytes32);
-        function listMembers() external view returns (MemberRecord[] memory);
-    }
-
-    interface IMessageFacet {
-        error NotClusterMember();
-        error RecipientNotMember();
-        error DuplicateEnvelope();
-        event MessageSent(bytes32 indexed senderMemberId, bytes32 indexed recipientMemberId, bytes32 indexed envelopeId, bytes ciphertext);
-        function send(bytes32 recipientMemberId, bytes32 envelopeId, bytes ciphertext) external;
-        function envelopeUsed(bytes32 recipientMemberId, bytes32 envelopeId) external view returns (bool);
-    }
-
-    interface INetworkFacet {
-        error ZeroPubKey();
-        function publishWgKey(bytes32 wgPubKey) external;
-        function wgPubKeyOf(bytes32 memberId) external view returns (bytes32);
-    }
-
-    /// EntryPoint v0.7 `PackedUserOperation`.
-    #[derive(Debug, PartialEq, Eq)]
-    struct PackedUserOperation {
-        address sender;
-        uint256 nonce;
-        bytes initCode;
-        bytes callData;
-        bytes32 accountGasLimits;
-        uint256 preVerificationGas;
-        bytes32 gasFees;
-        bytes paymasterAndData;
-        bytes signature;
-    }
-
-    /// The EntryPoint v0.7 surface the UserOperation client and the dev stack use.
-    interface IEntryPoint {
-        error FailedOp(uint256 opIndex, string reason);
-        error FailedOpWithRevert(uint256 opIndex, string reason, bytes inner);
-        error PostOpReverted(bytes returnData);
-        error SignatureValidationFailed(address aggregator);
-        event UserOperationEvent(bytes32 indexed userOpHash, address indexed sender, address indexed paymaster, uint256 nonce, bool success, uint256 actualGasCost, uint256 actualGasUsed);
-        event UserOperationRevertReason(bytes32 indexed userOpHash, address indexed sender, uint256 nonce, bytes revertReason);
-        function getNonce(address sender, uint192 key) external view returns (uint256 nonce);
-        function balanceOf(address account) external view returns (uint256);
-        function depositTo(address account) external payable;
-        function getUserOpHash(PackedUserOperation userOp) external view returns (bytes32);
-    }
-
-    /// Our verifying paymaster (contracts/src/paymaster/SponsorPaymaster.sol).
-    interface ISponsorPaymaster {
-        error InvalidPaymasterDataLength(uint256 length);
-        error ZeroAddress();
-        function deposit() external payable;
-        function getDeposit() external view returns (uint256);
-        function signer() external view returns (address);
-    }
-
-    /// Errors of the diamond, factories and registry (for revert decoding only).
-    interface IInfraErrors {
-        error AlreadyInitialized();
-        error ClusterAlreadyDeployed(address cluster);
-        error EmptyEndpoint();
-        error FacetHasNoCode(address facet);
-        error FunctionNotFound(bytes4 selector);
-        error InitCalldataWithoutInit();
-        error InitHasNoCode(address init);
-        error InitializationFailed(address init, bytes data);
-        error InvalidDiamondOwner();
-        error InvalidMeshCidr(uint32 ip, uint8 prefix);
-        error ModExpFailed();
-        error NoSelectorsInFacetCut();
-        error NotDiamondOwner();
-        error NotPendingDiamondOwner();
-        error RemoveFacetAddressMustBeZero(address facet);
-        error ReplaceWithSameFacet(bytes4 selector);
-        error SelectorAlreadyExists(bytes4 selector);
-        error SelectorNotFound(bytes4 selector);
-    }
-
-    interface IClusterMemberFactory {
-        event MemberDeployed(address indexed member, address indexed cluster, bytes32 salt);
-        function implementation() external view returns (address);
-        function deployMember(address cluster, bytes32 salt) external returns (address member);
-        function predictMemberAddress(address cluster, bytes32 salt) external view returns (address);
-        function isOurMember(address member) external view returns (bool);
-    }
-
-    interface IClusterDiamondFactory {
-        event ClusterDeployed(address indexed cluster, address indexed clusterOwner, bytes32 salt);
-        function deployCluster(ClusterInitArgs args, bytes32 salt) external returns (address cluster);
-        function predictClusterAddress(ClusterInitArgs args, bytes32 salt) external view returns (address);
-        function isDeployedCluster(address cluster) external view returns (bool);
     }
 }
 
-impl From<attestmesh_core::userop::PackedUserOperation> for PackedUserOperation {
-    /// The core's packed form as the EntryPoint's ABI struct (for `eth_call`s and encodings).
-    fn from(p: attestmesh_core::userop::PackedUserOperation) -> Self {
-        Self {
-            sender: p.sender,
-            nonce: p.nonce,
-            initCode: p.init_code,
-            callData: p.call_data,
-            accountGasLimits: p.account_gas_limits,
-            preVerificationGas: p.pre_verification_gas,
-            gasFees: p.gas_fees,
-            paymasterAndData: p.paymaster_and_data,
-            signature: p.signature,
+/// A member record as `IAttestFacet` returns it.
+pub type MemberRecord = IAttestFacet::MemberRecord;
+/// A cluster's initial policy, as the diamond factory takes it.
+pub type ClusterInitArgs = IClusterDiamondFactory::ClusterInitArgs;
+/// The diamond factory's constructor argument.
+pub type Facets = ClusterDiamondFactory::Facets;
+/// The Indexer registry's record.
+pub type IndexerRecord = IIndexerRegistry::IndexerRecord;
+
+/// The core's packed form as each ABI struct that carries it (the EntryPoint's, and the copies
+/// the account's and paymaster's artifacts declare).
+macro_rules! from_core_packed {
+    ($($t:ty),*) => {$(
+        impl From<attestmesh_core::userop::PackedUserOperation> for $t {
+            fn from(p: attestmesh_core::userop::PackedUserOperation) -> Self {
+                Self {
+                    sender: p.sender,
+                    nonce: p.nonce,
+                    initCode: p.init_code,
+                    callData: p.call_data,
+                    accountGasLimits: p.account_gas_limits,
+                    preVerificationGas: p.pre_verification_gas,
+                    gasFees: p.gas_fees,
+                    paymasterAndData: p.paymaster_and_data,
+                    signature: p.signature,
+                }
+            }
         }
-    }
+    )*};
 }
+from_core_packed!(
+    PackedUserOperation,
+    ClusterMember::PackedUserOperation,
+    SponsorPaymaster::PackedUserOperation
+);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use alloy_sol_types::{SolCall, SolError};
+    use alloy_sol_types::{SolCall, SolError, SolEvent};
 
     #[test]
     fn selectors_match_the_contracts() {
@@ -306,6 +189,19 @@ mod tests {
         assert_eq!(
             IClusterMember::ownerCall::SELECTOR,
             [0x8d, 0xa5, 0xcb, 0x5b]
+        );
+    }
+
+    #[test]
+    fn event_topics_are_the_signatures_hashes() {
+        use alloy_primitives::keccak256;
+        assert_eq!(
+            IMessageFacet::MessageSent::SIGNATURE_HASH,
+            keccak256("MessageSent(bytes32,bytes32,bytes32,bytes)")
+        );
+        assert_eq!(
+            IClusterDiamondFactory::ClusterDeployed::SIGNATURE_HASH,
+            keccak256("ClusterDeployed(address,address,bytes32)")
         );
     }
 }

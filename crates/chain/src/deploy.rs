@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use alloy_primitives::{Address, B256, Bytes};
+use alloy_primitives::{Address, B256};
 use alloy_sol_types::{SolCall, SolValue};
 
 use crate::bindings::{ClusterInitArgs, Facets, IClusterDiamondFactory, IClusterMemberFactory};
@@ -39,8 +39,8 @@ pub enum DeployError {
         #[source]
         source: RpcError,
     },
-    #[error("{what}: unexpected return data")]
-    Decode { what: &'static str },
+    #[error(transparent)]
+    View(#[from] crate::read::ViewError),
 }
 
 /// A directory of `<Name>.json` artifacts.
@@ -162,19 +162,6 @@ pub async fn deploy_infra(
     })
 }
 
-async fn view<C: SolCall>(
-    rpc: &RpcClient,
-    to: Address,
-    call: C,
-    what: &'static str,
-) -> Result<C::Return, DeployError> {
-    let out: Bytes = rpc
-        .eth_call(to, &call.abi_encode())
-        .await
-        .map_err(|source| DeployError::Call { what, source })?;
-    C::abi_decode_returns(&out).map_err(|_| DeployError::Decode { what })
-}
-
 /// Deploys a cluster through the factory and returns its address.
 pub async fn deploy_cluster(
     rpc: &RpcClient,
@@ -183,14 +170,14 @@ pub async fn deploy_cluster(
     args: ClusterInitArgs,
     salt: B256,
 ) -> Result<Address, DeployError> {
-    let predicted = view(
+    let predicted = crate::read::view(
         rpc,
         infra.diamond_factory,
         IClusterDiamondFactory::predictClusterAddressCall {
             args: args.clone(),
             salt,
         },
-        "predictClusterAddress",
+        crate::read::BlockTag::Latest,
     )
     .await?;
     let call = IClusterDiamondFactory::deployClusterCall { args, salt };
@@ -211,11 +198,11 @@ pub async fn deploy_member(
     cluster: Address,
     salt: B256,
 ) -> Result<Address, DeployError> {
-    let predicted = view(
+    let predicted = crate::read::view(
         rpc,
         infra.member_factory,
         IClusterMemberFactory::predictMemberAddressCall { cluster, salt },
-        "predictMemberAddress",
+        crate::read::BlockTag::Latest,
     )
     .await?;
     let call = IClusterMemberFactory::deployMemberCall { cluster, salt };
@@ -226,16 +213,6 @@ pub async fn deploy_member(
             source,
         })?;
     Ok(predicted)
-}
-
-/// A typed read helper for callers outside this module.
-pub async fn read<C: SolCall>(
-    rpc: &RpcClient,
-    to: Address,
-    call: C,
-    what: &'static str,
-) -> Result<C::Return, DeployError> {
-    view(rpc, to, call, what).await
 }
 
 #[cfg(test)]

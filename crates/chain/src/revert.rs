@@ -12,9 +12,12 @@ use std::fmt;
 use alloy_primitives::{Bytes, U256};
 use alloy_sol_types::{SolError, SolValue};
 
+use crate::bindings::impls::{
+    AttestFacet, ClusterDiamond, ClusterInit, ClusterMemberFactory, DiamondCutFacet, DstackFacet,
+    IndexerRegistry, MessageFacet, NetworkFacet, OwnershipFacet, Secp256k1,
+};
 use crate::bindings::{
-    IAttestFacet, IAttestWrite, IClusterMemberAccount, IDstackFacet, IEntryPoint, IInfraErrors,
-    IMessageFacet, INetworkFacet, ISponsorPaymaster,
+    ClusterDiamondFactory, ClusterMember, EntryPoint, IDstackApp, SponsorPaymaster,
 };
 
 /// A decoded revert.
@@ -77,63 +80,35 @@ impl fmt::Display for AaCode {
     }
 }
 
-macro_rules! known_errors {
-    ($($path:path),* $(,)?) => {
-        &[$((<$path as SolError>::SELECTOR, <$path as SolError>::SIGNATURE)),*]
-    };
-}
+/// Signature lookups of every contract's error list, generated from the artifacts: every
+/// implementation artifact (its ABI lists the errors of the libraries it uses too), the
+/// EntryPoint, and the stock dstack app. A contract's new error is known here without an edit.
+/// Finds an error's signature by its selector in one contract's error list.
+type SignatureLookup = fn([u8; 4]) -> Option<&'static str>;
 
-/// Every custom error of our contracts and the EntryPoint, by selector. Selectors come from the
-/// `sol!` bindings; `selectors_pinned_by_vectors` checks them against spec/vectors.
-const KNOWN: &[([u8; 4], &str)] = known_errors![
-    IAttestFacet::AlreadyRegistered,
-    IAttestWrite::NotOriginator,
-    IAttestWrite::CskCommitmentAlreadySet,
-    IAttestWrite::ZeroCommitment,
-    IAttestWrite::UnknownMember,
-    IAttestWrite::OnlyDiamond,
-    IAttestWrite::NotClusterOwner,
-    IAttestWrite::NotPendingClusterOwner,
-    IAttestWrite::WgKeyInUse,
-    IAttestWrite::WgKeyLowOrder,
-    IAttestWrite::WgKeyNotCanonical,
-    IDstackFacet::NotOurMember,
-    IDstackFacet::InvalidSigChain,
-    IDstackFacet::BindingMismatch,
-    IDstackFacet::InvalidPubKeyLength,
-    IDstackFacet::PointNotOnCurve,
-    IMessageFacet::NotClusterMember,
-    IMessageFacet::RecipientNotMember,
-    IMessageFacet::DuplicateEnvelope,
-    INetworkFacet::ZeroPubKey,
-    IClusterMemberAccount::OnlyEntryPoint,
-    IClusterMemberAccount::OnlyCluster,
-    IClusterMemberAccount::OnlyClusterOwner,
-    IClusterMemberAccount::OwnerAlreadySet,
-    IClusterMemberAccount::InvalidBootstrapCall,
-    IClusterMemberAccount::ZeroAddress,
-    ISponsorPaymaster::InvalidPaymasterDataLength,
-    IEntryPoint::PostOpReverted,
-    IEntryPoint::SignatureValidationFailed,
-    IInfraErrors::AlreadyInitialized,
-    IInfraErrors::ClusterAlreadyDeployed,
-    IInfraErrors::EmptyEndpoint,
-    IInfraErrors::FacetHasNoCode,
-    IInfraErrors::FunctionNotFound,
-    IInfraErrors::InitCalldataWithoutInit,
-    IInfraErrors::InitHasNoCode,
-    IInfraErrors::InitializationFailed,
-    IInfraErrors::InvalidDiamondOwner,
-    IInfraErrors::InvalidMeshCidr,
-    IInfraErrors::ModExpFailed,
-    IInfraErrors::NoSelectorsInFacetCut,
-    IInfraErrors::NotDiamondOwner,
-    IInfraErrors::NotPendingDiamondOwner,
-    IInfraErrors::RemoveFacetAddressMustBeZero,
-    IInfraErrors::ReplaceWithSameFacet,
-    IInfraErrors::SelectorAlreadyExists,
-    IInfraErrors::SelectorNotFound,
+const KNOWN: &[SignatureLookup] = &[
+    AttestFacet::AttestFacetErrors::signature_by_selector,
+    DstackFacet::DstackFacetErrors::signature_by_selector,
+    MessageFacet::MessageFacetErrors::signature_by_selector,
+    NetworkFacet::NetworkFacetErrors::signature_by_selector,
+    ClusterMember::ClusterMemberErrors::signature_by_selector,
+    ClusterMemberFactory::ClusterMemberFactoryErrors::signature_by_selector,
+    ClusterDiamondFactory::ClusterDiamondFactoryErrors::signature_by_selector,
+    ClusterDiamond::ClusterDiamondErrors::signature_by_selector,
+    ClusterInit::ClusterInitErrors::signature_by_selector,
+    DiamondCutFacet::DiamondCutFacetErrors::signature_by_selector,
+    OwnershipFacet::OwnershipFacetErrors::signature_by_selector,
+    IndexerRegistry::IndexerRegistryErrors::signature_by_selector,
+    SponsorPaymaster::SponsorPaymasterErrors::signature_by_selector,
+    Secp256k1::Secp256k1Errors::signature_by_selector,
+    EntryPoint::EntryPointErrors::signature_by_selector,
+    IDstackApp::IDstackAppErrors::signature_by_selector,
 ];
+
+/// The signature (`Name(types)`) of a known custom error's selector.
+fn known_signature(sel: [u8; 4]) -> Option<&'static str> {
+    KNOWN.iter().find_map(|lookup| lookup(sel))
+}
 
 const ERROR_STRING: [u8; 4] = [0x08, 0xc3, 0x79, 0xa0];
 const PANIC: [u8; 4] = [0x4e, 0x48, 0x7b, 0x71];
@@ -156,23 +131,23 @@ pub fn decode(data: &[u8]) -> ContractError {
         if let Ok(code) = U256::abi_decode(tail) {
             return ContractError::Panic(code);
         }
-    } else if sel == IEntryPoint::FailedOp::SELECTOR {
-        if let Ok(e) = IEntryPoint::FailedOp::abi_decode(data) {
+    } else if sel == EntryPoint::FailedOp::SELECTOR {
+        if let Ok(e) = EntryPoint::FailedOp::abi_decode(data) {
             return ContractError::EntryPoint {
                 aa: AaCode::find(&e.reason),
                 reason: e.reason,
                 inner: None,
             };
         }
-    } else if sel == IEntryPoint::FailedOpWithRevert::SELECTOR {
-        if let Ok(e) = IEntryPoint::FailedOpWithRevert::abi_decode(data) {
+    } else if sel == EntryPoint::FailedOpWithRevert::SELECTOR {
+        if let Ok(e) = EntryPoint::FailedOpWithRevert::abi_decode(data) {
             return ContractError::EntryPoint {
                 aa: AaCode::find(&e.reason),
                 reason: e.reason,
                 inner: Some(Box::new(decode(&e.inner))),
             };
         }
-    } else if let Some((_, sig)) = KNOWN.iter().find(|(s, _)| *s == sel) {
+    } else if let Some(sig) = known_signature(sel) {
         return ContractError::Custom {
             name: sig.split('(').next().unwrap_or(sig),
             args: Bytes::copy_from_slice(tail),
@@ -232,12 +207,13 @@ mod tests {
             let Some(sel) = case["selector"].as_str() else {
                 continue;
             };
-            if let Some((s, _)) = KNOWN.iter().find(|(_, k)| *k == sig) {
-                assert_eq!(
-                    format!("0x{}", alloy_primitives::hex::encode(s)),
-                    sel,
-                    "{sig}"
-                );
+            let Ok(bytes) = alloy_primitives::hex::decode(sel) else {
+                panic!("bad selector {sel} in the vectors");
+            };
+            if let Ok(s) = <[u8; 4]>::try_from(bytes.as_slice())
+                && let Some(known) = known_signature(s)
+            {
+                assert_eq!(known, sig, "{sel}");
                 checked += 1;
             }
         }
@@ -249,20 +225,18 @@ mod tests {
 
     #[test]
     fn decodes_custom_string_panic_and_entry_point_errors() {
-        let dup = IMessageFacet::DuplicateEnvelope {}.abi_encode();
+        let dup = crate::bindings::IMessageFacet::DuplicateEnvelope {}.abi_encode();
         assert_eq!(decode(&dup).name(), Some("DuplicateEnvelope"));
-        let in_use = IAttestWrite::WgKeyInUse {}.abi_encode();
+        let in_use = crate::bindings::IAttestFacet::WgKeyInUse {}.abi_encode();
         assert_eq!(decode(&in_use).name(), Some("WgKeyInUse"));
         let msg = [ERROR_STRING.as_slice(), &"nope".to_string().abi_encode()].concat();
         assert_eq!(decode(&msg), ContractError::Message("nope".into()));
         let panic = [PANIC.as_slice(), &U256::from(0x11).abi_encode()].concat();
         assert_eq!(decode(&panic), ContractError::Panic(U256::from(0x11)));
-        let failed = IEntryPoint::FailedOpWithRevert {
+        let failed = EntryPoint::FailedOpWithRevert {
             opIndex: U256::ZERO,
             reason: "AA23 reverted".into(),
-            inner: IClusterMemberAccount::InvalidBootstrapCall {}
-                .abi_encode()
-                .into(),
+            inner: ClusterMember::InvalidBootstrapCall {}.abi_encode().into(),
         }
         .abi_encode();
         let d = decode(&failed);
@@ -274,6 +248,37 @@ mod tests {
             decode(&[1, 2, 3, 4, 5]),
             ContractError::Unknown(_)
         ));
+    }
+
+    /// Every custom error of every committed artifact decodes by its name: the table above
+    /// cannot fall behind the contracts.
+    #[test]
+    fn every_artifact_error_decodes_by_name() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../artifacts");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let doc: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for item in doc["abi"].as_array().unwrap() {
+                if item["type"] != "error" {
+                    continue;
+                }
+                let name = item["name"].as_str().unwrap();
+                let types: Vec<String> = item["inputs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["type"].as_str().unwrap().to_string())
+                    .collect();
+                let sig = format!("{name}({})", types.join(","));
+                let sel = alloy_primitives::keccak256(sig.as_bytes());
+                let sel = [sel[0], sel[1], sel[2], sel[3]];
+                assert_eq!(known_signature(sel), Some(sig.as_str()), "{path:?}");
+                seen += 1;
+            }
+        }
+        assert!(seen > 50, "only {seen} errors in the artifacts");
     }
 
     #[test]

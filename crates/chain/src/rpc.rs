@@ -210,16 +210,6 @@ pub struct Receipt {
     pub contract_address: Option<Address>,
 }
 
-/// One log entry of `eth_getLogs`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Log {
-    pub address: Address,
-    pub topics: Vec<B256>,
-    pub data: Bytes,
-    pub block_number: u64,
-    pub log_index: u64,
-}
-
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// JSON-RPC client for one endpoint. Cloning is cheap and shares the connection pool.
@@ -573,74 +563,6 @@ impl RpcClient {
             json!([Bytes::copy_from_slice(raw)]),
         )
         .await
-    }
-
-    /// Logs of `address` whose first topic is any of `topic0`, in blocks `[from, to]`.
-    pub async fn logs(
-        &self,
-        address: Address,
-        topic0: &[B256],
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<Log>, RpcError> {
-        let filter = json!({
-            "address": address,
-            "topics": [topic0],
-            "fromBlock": quantity(from),
-            "toBlock": quantity(to),
-        });
-        let raw: Vec<Value> = self.call("eth_getLogs", json!([filter])).await?;
-        let malformed = |k: &str| RpcError::Malformed {
-            method: "eth_getLogs".into(),
-            detail: format!("bad {k}"),
-        };
-        raw.into_iter()
-            .map(|l| {
-                let field = |k: &str| l.get(k).cloned().ok_or_else(|| malformed(k));
-                let hexnum = |k: &str| -> Result<u64, RpcError> {
-                    let s = l
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| malformed(k))?;
-                    u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|_| malformed(k))
-                };
-                Ok(Log {
-                    address: serde_json::from_value(field("address")?)
-                        .map_err(|_| malformed("address"))?,
-                    topics: serde_json::from_value(field("topics")?)
-                        .map_err(|_| malformed("topics"))?,
-                    data: serde_json::from_value(field("data")?).map_err(|_| malformed("data"))?,
-                    block_number: hexnum("blockNumber")?,
-                    log_index: hexnum("logIndex")?,
-                })
-            })
-            .collect()
-    }
-
-    /// [`Self::logs`] over a wide range, in windows that shrink when the endpoint refuses a
-    /// range as too large (hosted RPCs cap `eth_getLogs` at 1k–10k blocks or N results).
-    pub async fn logs_chunked(
-        &self,
-        address: Address,
-        topic0: &[B256],
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<Log>, RpcError> {
-        let mut out = Vec::new();
-        let mut window: u64 = 50_000;
-        let mut start = from;
-        while start <= to {
-            let end = start.saturating_add(window - 1).min(to);
-            match self.logs(address, topic0, start, end).await {
-                Ok(mut logs) => {
-                    out.append(&mut logs);
-                    start = end + 1;
-                }
-                Err(RpcError::Rpc { .. }) if window > 100 => window /= 5,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
     }
 
     /// Sends a transaction from an unlocked account (`to: None` deploys) and waits for it.

@@ -34,9 +34,10 @@ use attestmesh_core::keys::{KeyError, OwnerKey};
 use attestmesh_core::userop::{ENTRY_POINT_V07, UserOperation};
 
 use crate::backoff::{Backoff, BackoffPolicy};
-use crate::bindings::{IClusterMember, IClusterMemberAccount, IEntryPoint, PackedUserOperation};
+use crate::bindings::{ClusterMember, EntryPoint, IClusterMember, PackedUserOperation};
 use crate::bundler::{BundlerClient, GasEstimate, UserOpReceipt};
 use crate::paymaster::{PaymasterClient, PaymasterFields, deny_reason};
+use crate::read::{BlockTag, ChainReader, decode_returns};
 use crate::revert::{self, AaCode, ContractError};
 use crate::rpc::{RpcClient, RpcError};
 
@@ -295,9 +296,11 @@ impl UserOpClient {
     ) -> Result<C::Return, UserOpError> {
         let data = call.abi_encode();
         let out = self
-            .chain_read(what, retries, || self.chain.eth_call(to, &data))
+            .chain_read(what, retries, || {
+                ChainReader::call(&self.chain, to, &data, BlockTag::Latest)
+            })
             .await?;
-        C::abi_decode_returns(&out).map_err(|e| UserOpError::Chain {
+        decode_returns::<C>(to, &out).map_err(|e| UserOpError::Chain {
             what,
             source: RpcError::Malformed {
                 method: "eth_call".into(),
@@ -322,7 +325,7 @@ impl UserOpClient {
         account: NodeAccount<'_>,
         inner: &[u8],
     ) -> Result<Submitted, UserOpError> {
-        let call_data = IClusterMemberAccount::executeCall {
+        let call_data = ClusterMember::executeCall {
             target: account.cluster,
             value: U256::ZERO,
             data: Bytes::copy_from_slice(inner),
@@ -349,7 +352,7 @@ impl UserOpClient {
         let nonce = self
             .view(
                 ep,
-                IEntryPoint::getNonceCall {
+                EntryPoint::getNonceCall {
                     sender: account.sender,
                     key: alloy_primitives::aliases::U192::ZERO,
                 },
@@ -362,11 +365,11 @@ impl UserOpClient {
         let owner_call = IClusterMember::ownerCall {}.abi_encode();
         let owner = self
             .retry(Service::Chain, &mut retries, || {
-                self.chain.eth_call(account.sender, &owner_call)
+                ChainReader::call(&self.chain, account.sender, &owner_call, BlockTag::Latest)
             })
             .await;
         let bootstrap = match owner {
-            Ok(out) => IClusterMember::ownerCall::abi_decode_returns(&out)
+            Ok(out) => decode_returns::<IClusterMember::ownerCall>(account.sender, &out)
                 .map(|o| o.is_zero())
                 .unwrap_or(false),
             Err(Failed::Permanent(_)) => false,
@@ -578,8 +581,8 @@ impl UserOpClient {
         let hash = probe.pack().user_op_hash(ep, chain_id);
         probe.signature = Bytes::copy_from_slice(&account.owner.sign_eth_hash(&hash)?);
         let packed = probe.pack();
-        let validate = IClusterMemberAccount::validateUserOpCall {
-            userOp: PackedUserOperation::from(packed),
+        let validate = ClusterMember::validateUserOpCall {
+            userOp: packed.into(),
             userOpHash: hash,
             missingAccountFunds: U256::ZERO,
         }

@@ -20,7 +20,9 @@ use attestmesh_tee::kms;
 use support::DevteeProcess;
 
 async fn read<C: SolCall>(rpc: &RpcClient, to: Address, call: C) -> C::Return {
-    deploy::read(rpc, to, call, "view").await.unwrap()
+    attestmesh_chain::read::view(rpc, to, call, attestmesh_chain::read::BlockTag::Latest)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

@@ -17,6 +17,9 @@ use std::process::Output;
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::{SolCall, SolValue, sol};
+use attestmesh_chain::bindings::IClusterMember::clusterCall;
+use attestmesh_chain::bindings::IDstackFacet::allowedAppIdsCall;
+use attestmesh_chain::bindings::IIndexerRegistry::currentCall;
 use attestmesh_chain::deploy::Artifacts;
 use attestmesh_chain::devstack::Devchain;
 use attestmesh_chain::rpc::RpcClient;
@@ -30,12 +33,9 @@ use attestmesh_tee::kms::DEV_KMS_ROOT_ADDRESS;
 use serde_json::{Value, json};
 use support::DevteeProcess;
 
+// The stock dstack app model's initializer (not one of our contracts: no artifact).
 sol! {
     function initialize(address owner_, bytes32 composeHash) external;
-    function cluster() external view returns (address);
-    function allowedAppIds(address appId) external view returns (bool);
-    struct IndexerRecord { string endpoint; bytes32 codeId; bytes32 pubKey; uint64 updatedAt; }
-    function current() external view returns (IndexerRecord memory);
 }
 
 /// anvil's first dev key (funded), the operator's key in the signing flow.

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::SolCall;
 use attestmesh_chain::backoff::BackoffPolicy;
-use attestmesh_chain::bindings::{
-    IAttestFacet, IClusterMemberAccount, IMessageFacet, INetworkFacet,
-};
+use attestmesh_chain::bindings::{ClusterMember, IAttestFacet, IMessageFacet, INetworkFacet};
 use attestmesh_chain::deploy;
 use attestmesh_chain::devstack::dev_cluster_args;
 use attestmesh_chain::userop::{NodeAccount, UserOpClient, UserOpConfig, UserOpError};
@@ -48,7 +46,7 @@ async fn expect_denied(
 }
 
 fn execute(target: Address, value: u64, inner: Vec<u8>) -> Vec<u8> {
-    IClusterMemberAccount::executeCall {
+    ClusterMember::executeCall {
         target,
         value: U256::from(value),
         data: Bytes::from(inner),

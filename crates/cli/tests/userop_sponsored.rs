@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use alloy_primitives::{B256, U256, keccak256};
 use alloy_sol_types::{SolCall, SolEvent};
-use attestmesh_chain::bindings::{
-    IAttestFacet, IAttestWrite, IClusterMember, IMessageFacet, INetworkFacet,
-};
+use attestmesh_chain::bindings::{IAttestFacet, IClusterMember, IMessageFacet, INetworkFacet};
 use attestmesh_chain::userop::{UserOpConfig, UserOpError};
 use attestmesh_core::sealed;
 use userop_stack::{Stack, StackOptions, read};
@@ -120,13 +118,13 @@ async fn zero_balance_nodes_register_message_and_commit_the_csk_through_alto() {
 
     // 3. A, the originator, commits the CSK.
     let commitment = a.keys.csk.commitment();
-    let set = IAttestWrite::setCskCommitmentCall { commitment }.abi_encode();
+    let set = IAttestFacet::setCskCommitmentCall { commitment }.abi_encode();
     let csk = client.submit(a.account(stack.cluster), &set).await.unwrap();
     assert_eq!(
         read(
             &stack.rpc,
             stack.cluster,
-            IAttestWrite::cskCommitmentCall {}
+            IAttestFacet::cskCommitmentCall {}
         )
         .await,
         commitment
@@ -167,7 +165,7 @@ async fn zero_balance_nodes_register_message_and_commit_the_csk_through_alto() {
     let err = client
         .submit(
             b.account(stack.cluster),
-            &IAttestWrite::setCskCommitmentCall {
+            &IAttestFacet::setCskCommitmentCall {
                 commitment: B256::repeat_byte(9),
             }
             .abi_encode(),

@@ -17,6 +17,7 @@ use std::time::Duration;
 use alloy_primitives::{Address, B256};
 use alloy_sol_types::SolCall as _;
 use attestmesh_chain::bindings::IMessageFacet;
+use attestmesh_chain::cluster::MessageLog;
 use attestmesh_core::keys::{SymmetricKey, X25519Secret};
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_example_app::agent::{Agent, PeerInfo};
@@ -25,7 +26,7 @@ use attestmesh_example_app::demo::{self, DemoConfig};
 use attestmesh_example_app::echo::{self, EchoError, EchoServer};
 use attestmesh_example_app::{AppError, MemberId, PeerSpec};
 use attestmesh_node::api::{self, AgentApi};
-use attestmesh_node::chainview::{MessageLog, open_message};
+use attestmesh_node::chainview::open_message;
 use attestmesh_node::ports::{BoxFuture, MessageHistory, SubmitError, Submitted, Submitter};
 use attestmesh_node::state::{
     ClusterView, InboundMessage, MemberView, PeerLiveness, Phase, Shared,
@@ -75,7 +76,6 @@ impl Submitter for NodeSubmitter {
                 ciphertext: call.ciphertext,
                 block_number: block,
                 tx_hash,
-                removed: false,
             };
             let msg = open_message(&to, &secret, CLUSTER, None, &log)
                 .expect("sealed to the recipient's key and bound to this event");

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 use alloy_primitives::{Address, B256};
+use attestmesh_chain::read::ChainReader;
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::keys::Ed25519Secret;
 use attestmesh_core::push::attestation_report_data;
@@ -119,7 +120,8 @@ pub enum IndexerError {
 
 /// State shared by the follower, the gRPC service and the HTTP probes.
 pub struct Shared {
-    pub rpc: RpcClient,
+    /// The chain the follower and the replays read.
+    pub chain: Arc<dyn ChainReader>,
     pub key: Ed25519Secret,
     pub pubkey: B256,
     pub attestation: pb::Attestation,
@@ -191,7 +193,7 @@ impl Indexer {
             },
         );
         let shared = Arc::new(Shared {
-            rpc,
+            chain: Arc::new(rpc),
             key,
             pubkey,
             attestation,

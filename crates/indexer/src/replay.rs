@@ -31,7 +31,7 @@ pub fn replay(
         async move {
             let start = next?;
             let end = to.min(start.saturating_add(shared.batch_size.max(1) - 1));
-            let page = match get_logs(&shared.rpc, &[cluster], None, start, end).await {
+            let page = match get_logs(&shared, &[cluster], None, start, end).await {
                 Ok(logs) => {
                     shared
                         .hub

@@ -17,7 +17,7 @@ use std::time::Duration;
 use alloy_primitives::B256;
 use alloy_sol_types::SolCall as _;
 use attestmesh_chain::backoff::{Backoff, BackoffPolicy};
-use attestmesh_chain::bindings::IAttestWrite;
+use attestmesh_chain::bindings::IAttestFacet;
 use attestmesh_core::csk::{
     self, CacheContext, CacheOutcome, MAX_PARALLEL_PULLS, OriginatorDecision,
 };
@@ -95,7 +95,7 @@ impl CskContext {
                     }
                     OriginatorDecision::Commit(c) => {
                         let call =
-                            IAttestWrite::setCskCommitmentCall { commitment: c }.abi_encode();
+                            IAttestFacet::setCskCommitmentCall { commitment: c }.abi_encode();
                         match self.submitter.submit(call).await {
                             Ok(s) => {
                                 tracing::info!(commitment = %c, tx = %s.tx_hash, "CSK commitment set");

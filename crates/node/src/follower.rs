@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::intake::WakeUp;
 use alloy_primitives::B256;
-use attestmesh_chain::rpc::fetch_halving;
+use attestmesh_chain::cluster::{ClusterReader, ReadError};
 use attestmesh_core::follower::{
     BlockRef, Checkpoint, Dedupe, Fetched, Follower as Core, FollowerError,
 };
@@ -28,7 +28,7 @@ use attestmesh_core::mesh::MeshCidr;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
-use crate::chainview::{ChainError, ClusterReader, MessageLog, open_message, owner_sender_id};
+use crate::chainview::{open_message, owner_sender_id, read_view_at};
 use crate::state::{Metrics, Shared, now_unix_ms};
 use crate::statedir::StateDir;
 
@@ -87,7 +87,7 @@ pub struct FollowerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
     #[error(transparent)]
-    Chain(#[from] ChainError),
+    Chain(#[from] ReadError),
     #[error("the RPC node does not have block {0} it reported as part of the chain")]
     MissingBlock(u64),
     #[error("the RPC node answered inconsistently: {0}")]
@@ -258,7 +258,7 @@ impl Follower {
         // State at the same depth as the events acted on: a reorg above it cannot show us a
         // member or commitment that is then undone (DESIGN §9.1).
         let b = header(&self.reader, safe).await?;
-        let view = self.reader.read_view_at(self.cidr, &b).await?;
+        let view = read_view_at(&self.reader, self.cidr, &b).await?;
         self.shared.set_cluster(view, now_unix_ms());
         let Some(core) = self.core.as_mut() else {
             // First run without a cursor: start at the confirmed head ("from now"); apps that
@@ -280,7 +280,7 @@ impl Follower {
             // `to` before and after the reads: if its hash held, every read in between saw the
             // one chain that hash commits to (a block hash commits to all its ancestors).
             let last = header(&self.reader, r.to).await?;
-            let logs = message_logs(&self.reader, self.me, r.from, r.to).await?;
+            let logs = self.reader.message_logs(self.me, r.from, r.to).await?;
             let first = if r.from == r.to {
                 last
             } else {
@@ -310,7 +310,7 @@ impl Follower {
                 owner = Some(self.reader.cluster_owner().await.ok().map(owner_sender_id));
             }
             let me = self.me;
-            for log in logs.iter().filter(|l| !l.removed && l.recipient == me) {
+            for log in logs.iter().filter(|l| l.recipient == me) {
                 let key = (log.sender, log.envelope_id);
                 if self.seen.contains(&key) {
                     continue;
@@ -335,27 +335,9 @@ impl Follower {
     }
 }
 
-/// `MessageSent` logs to `me` in `[from, to]`. A range the provider refuses as too large (too
-/// many results or bytes) is halved down to single blocks and the next range starts at full size
-/// again, so a burst of messages cannot stall the follower (issue 11 hole 3).
-async fn message_logs(
-    reader: &ClusterReader,
-    me: B256,
-    from: u64,
-    to: u64,
-) -> Result<Vec<MessageLog>, ChainError> {
-    fetch_halving(
-        from,
-        to,
-        |e: &ChainError| matches!(e, ChainError::Rpc { source, .. } if source.is_range_too_large()),
-        |f, t| reader.message_logs(me, f, t),
-    )
-    .await
-}
-
 /// The header of block `n`, which the node must have (it reported a head at or above `n`).
 async fn header(reader: &ClusterReader, n: u64) -> Result<BlockRef, PollError> {
-    reader.block_ref(n).await?.ok_or(PollError::MissingBlock(n))
+    reader.block(n).await?.ok_or(PollError::MissingBlock(n))
 }
 
 /// Writes the cursor. It is public data; a failed write costs a re-scan after restart, nothing

@@ -4,10 +4,11 @@
 //! Agents read it with a plain `eth_call` against their own RPC, never from the Indexer: the key
 //! an Indexer announces about itself proves nothing (invariant 5).
 
-use alloy_primitives::{Address, B256, Bytes};
+use alloy_primitives::{Address, B256};
 use alloy_sol_types::SolCall;
 use attestmesh_chain::bindings::{IIndexerRegistry, IndexerRecord};
-use attestmesh_chain::rpc::{RpcClient, RpcError};
+use attestmesh_chain::read::{BlockTag, ViewError, view};
+use attestmesh_chain::rpc::RpcClient;
 
 /// The registry record in Rust types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,29 +30,23 @@ impl IndexerInfo {
     }
 }
 
+/// The registry could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("reading IndexerRegistry.current() at {registry}: {source}")]
-    Rpc {
-        registry: Address,
-        #[source]
-        source: RpcError,
-    },
-    #[error("IndexerRegistry.current() at {0} returned undecodable data (is it the registry?)")]
-    Decode(Address),
-}
+#[error("reading the Indexer registry: {0}")]
+pub struct RegistryError(#[from] pub ViewError);
 
 /// Reads `current()` at the latest block.
 pub async fn read_current(
     rpc: &RpcClient,
     registry: Address,
 ) -> Result<IndexerInfo, RegistryError> {
-    let out: Bytes = rpc
-        .eth_call(registry, &IIndexerRegistry::currentCall {}.abi_encode())
-        .await
-        .map_err(|source| RegistryError::Rpc { registry, source })?;
-    let r = IIndexerRegistry::currentCall::abi_decode_returns(&out)
-        .map_err(|_| RegistryError::Decode(registry))?;
+    let r = view(
+        rpc,
+        registry,
+        IIndexerRegistry::currentCall {},
+        BlockTag::Latest,
+    )
+    .await?;
     Ok(IndexerInfo {
         endpoint: r.endpoint,
         code_id: r.codeId,

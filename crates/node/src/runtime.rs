@@ -29,7 +29,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AgentApi};
-use crate::chainview::{ChainError, ChainHistory, ClusterReader, view};
+use crate::chainview::ChainHistory;
 use crate::config::Config;
 use crate::cskflow::{CskContext, CskError};
 use crate::follower::{Follower, FollowerConfig};
@@ -39,6 +39,8 @@ use crate::mesh::{self, Mesh, MeshSettings};
 use crate::ports::{BoxFuture, MessageHistory, SubmitError, Submitted, Submitter, UserOpSubmitter};
 use crate::state::{InboundMessage, MemberView, Phase, Shared};
 use crate::statedir::{StateDir, StateDirError};
+use attestmesh_chain::cluster::{ClusterReader, ReadError};
+use attestmesh_chain::read::{BlockTag, view};
 
 /// Why the agent stopped with an error. Each is a reason to exit non-zero.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +62,7 @@ pub enum NodeError {
     #[error("TEE: {0}")]
     Tee(String),
     #[error("chain: {0}")]
-    Chain(#[from] ChainError),
+    Chain(#[from] ReadError),
     #[error(transparent)]
     LostState(#[from] attestmesh_tee::LostStateError),
     #[error("mesh: {0}")]
@@ -333,10 +335,10 @@ impl<A: Attestor> Boot<'_, A> {
             let mut b = Backoff::new(transient_policy());
             loop {
                 match view(
-                    &rpc,
+                    rpc.as_ref(),
                     member,
                     IClusterMember::clusterCall {},
-                    "member.cluster()",
+                    BlockTag::Latest,
                 )
                 .await
                 {
@@ -353,7 +355,7 @@ impl<A: Attestor> Boot<'_, A> {
         else {
             return Ok(None);
         };
-        let reader = ClusterReader::new(Arc::clone(&rpc), cluster);
+        let reader = ClusterReader::new(rpc.clone(), cluster);
         let cidr = reader.mesh_cidr().await?;
         let my_id = member_id(cluster, member, attestor.attestor_id());
         tracing::info!(%cluster, member_id = %my_id, mesh_ip = %cidr.mesh_ip(&my_id), "cluster found");

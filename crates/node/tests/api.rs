@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use alloy_primitives::{Address, B256};
 use alloy_sol_types::SolCall as _;
 use attestmesh_chain::bindings::IMessageFacet;
+use attestmesh_chain::cluster::MessageLog;
 use attestmesh_core::keys::{SymmetricKey, X25519Secret};
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_core::message;
 use attestmesh_node::api::{self, AgentApi};
-use attestmesh_node::chainview::{MessageLog, open_message, owner_sender_id};
+use attestmesh_node::chainview::{open_message, owner_sender_id};
 use attestmesh_node::ports::{BoxFuture, MessageHistory, SubmitError, Submitted, Submitter};
 use attestmesh_node::state::{
     ClusterView, InboundMessage, MemberView, PeerEvent, PeerEventKind, PeerLiveness, Phase, Shared,
@@ -481,7 +482,6 @@ async fn attack_resent_ciphertext_is_not_delivered_as_from_the_resender() {
         ciphertext: call.ciphertext.clone(),
         block_number: 50,
         tx_hash: B256::repeat_byte(0x50),
-        removed: false,
     };
     // B's side: its own view of the same cluster.
     let b_shared = Shared::new();

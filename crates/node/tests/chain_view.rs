@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, B256, U256, keccak256};
 use alloy_sol_types::SolCall as _;
-use attestmesh_chain::bindings::{IAttestWrite, MemberRecord};
+use attestmesh_chain::bindings::{IAttestFacet, MemberRecord};
+use attestmesh_chain::cluster::ClusterReader;
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::keys::X25519Secret;
 use attestmesh_core::mesh::MeshCidr;
-use attestmesh_node::chainview::ClusterReader;
 use attestmesh_node::follower::{Follower, FollowerConfig};
 use attestmesh_node::state::Shared;
 use http_body_util::{BodyExt as _, Full};
@@ -89,11 +89,11 @@ fn answer(method: &str, params: &Value, tags: &Mutex<Vec<Value>>) -> Result<Valu
             let input = alloy_primitives::hex::decode(input).map_err(|e| e.to_string())?;
             let (members, commitment) = state_at(confirmed);
             let out = match input.get(..4) {
-                Some(s) if s == IAttestWrite::listMembersCall::SELECTOR => {
-                    IAttestWrite::listMembersCall::abi_encode_returns(&members)
+                Some(s) if s == IAttestFacet::listMembersCall::SELECTOR => {
+                    IAttestFacet::listMembersCall::abi_encode_returns(&members)
                 }
-                Some(s) if s == IAttestWrite::cskCommitmentCall::SELECTOR => {
-                    IAttestWrite::cskCommitmentCall::abi_encode_returns(&commitment)
+                Some(s) if s == IAttestFacet::cskCommitmentCall::SELECTOR => {
+                    IAttestFacet::cskCommitmentCall::abi_encode_returns(&commitment)
                 }
                 _ => return Err("unexpected call".into()),
             };

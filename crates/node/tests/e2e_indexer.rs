@@ -16,7 +16,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, Bytes};
-use alloy_sol_types::{SolCall, sol};
+use alloy_sol_types::SolCall;
 use attestmesh_chain::deploy::{self, Artifacts};
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_indexer::{Config as IndexerConfig, Indexer};
@@ -27,12 +27,6 @@ use attestmesh_tee::attestor::Attestor;
 use attestmesh_tee::devtee::{self, Devtee, DevteeConfig};
 use common::{app_client, config, http_get, repo, should_run, stack, start_agent, wait_healthy};
 use tokio_stream::StreamExt as _;
-
-sol! {
-    interface IOwnerCommand {
-        function sendOwnerCommand(bytes32 recipientMemberId, bytes32 envelopeId, bytes ciphertext) external;
-    }
-}
 
 /// The value of an unlabelled Prometheus sample, 0 if absent.
 fn metric(body: &str, name: &str) -> u64 {
@@ -173,7 +167,7 @@ async fn a_verified_indexer_push_delivers_a_message_long_before_the_next_poll() 
             &mut rand_core::OsRng,
         )
         .unwrap();
-        let call = IOwnerCommand::sendOwnerCommandCall {
+        let call = attestmesh_chain::bindings::IMessageFacet::sendOwnerCommandCall {
             recipientMemberId: my_id,
             envelopeId: envelope_id,
             ciphertext: sealed.into(),

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use alloy_primitives::U256;
-use attestmesh_chain::bindings::{IAttestFacet, IAttestWrite};
+use attestmesh_chain::bindings::IAttestFacet;
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_proto::agent as pb;
 use attestmesh_tee::attestor::Attestor;
@@ -75,7 +75,7 @@ async fn a_cluster_of_one_registers_commits_its_csk_and_becomes_healthy() {
         .await
     );
     assert_eq!(
-        read(&s.rpc, s.cluster, IAttestWrite::cskCommitmentCall {}).await,
+        read(&s.rpc, s.cluster, IAttestFacet::cskCommitmentCall {}).await,
         keys.csk.commitment()
     );
     assert_eq!(s.rpc.balance(s.member).await.unwrap(), U256::ZERO);

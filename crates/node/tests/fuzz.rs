@@ -9,9 +9,9 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use alloy_primitives::{Address, B256};
+use attestmesh_chain::cluster::ClusterReader;
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_fuzzkit::config;
-use attestmesh_node::chainview::ClusterReader;
 use proptest::prelude::*;
 
 /// A runtime, a JSON-RPC server on 127.0.0.1:0 answering every call with
@@ -126,7 +126,7 @@ proptest! {
         let ask = |body: &[u8], n: u64| {
             let _turn = h.turn.lock().unwrap_or_else(|p| p.into_inner());
             *h.result.lock().unwrap() = body.to_vec();
-            h.rt.block_on(h.reader.block_ref(n))
+            h.rt.block_on(h.reader.block(n))
         };
         let _ = ask(&junk, 1234);
         let _ = ask(&mutated(BLOCK, op, at, mask, byte), 1234);

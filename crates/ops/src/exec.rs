@@ -308,58 +308,28 @@ fn tx_error(e: TxError, what: &str) -> OpsError {
     }
 }
 
-/// A revert as an operator can read it: our contracts' custom errors by name, `Error(string)`
-/// text, or the raw selector.
+/// A revert as an operator can read it: any of our contracts' (or OpenZeppelin's, or the stock
+/// dstack app's) custom errors by name with a hint where the name alone does not say what to do,
+/// `Error(string)` text, or the raw selector.
 pub fn revert_reason(e: &RpcError) -> String {
     match e.revert_data() {
         Some(data) if !data.is_empty() => {
             let decoded = attestmesh_chain::revert::decode(data);
-            match extra_error_name(data) {
-                Some(name) if decoded.name().is_none() => name.to_string(),
-                _ => decoded.to_string(),
+            match decoded.name().and_then(hint) {
+                Some(h) => format!("{decoded} ({h})"),
+                None => decoded.to_string(),
             }
         }
         _ => e.to_string(),
     }
 }
 
-/// Errors of contracts the chain crate does not decode: OpenZeppelin's Ownable and UUPS, and
-/// the stock dstack app model.
-fn extra_error_name(data: &[u8]) -> Option<&'static str> {
-    use alloy_sol_types::SolError;
-    let sel: [u8; 4] = data.get(..4)?.try_into().ok()?;
-    use attestmesh_chain::bindings::{
-        IClusterMemberAccount as A, IExternalErrors as E, INetworkFacet as N,
-    };
-    [
-        (
-            E::OwnableUnauthorizedAccount::SELECTOR,
-            "OwnableUnauthorizedAccount (the sender is not the owner)",
-        ),
-        (
-            E::NotOwner::SELECTOR,
-            "NotOwner (the sender is not the app's owner)",
-        ),
-        (A::OnlyClusterOwner::SELECTOR, "OnlyClusterOwner"),
-        (
-            E::UUPSUnauthorizedCallContext::SELECTOR,
-            "UUPSUnauthorizedCallContext",
-        ),
-        (
-            E::UUPSUnsupportedProxiableUUID::SELECTOR,
-            "UUPSUnsupportedProxiableUUID",
-        ),
-        (
-            E::ERC1967InvalidImplementation::SELECTOR,
-            "ERC1967InvalidImplementation",
-        ),
-        (
-            E::InvalidInitialization::SELECTOR,
-            "InvalidInitialization (already bound)",
-        ),
-        (N::ZeroPubKey::SELECTOR, "ZeroPubKey"),
-    ]
-    .into_iter()
-    .find(|(s, _)| *s == sel)
-    .map(|(_, n)| n)
+/// What an operator should read into an ownership error.
+fn hint(error: &str) -> Option<&'static str> {
+    match error {
+        "OwnableUnauthorizedAccount" => Some("the sender is not the owner"),
+        "NotOwner" => Some("the sender is not the app's owner"),
+        "InvalidInitialization" => Some("already bound"),
+        _ => None,
+    }
 }

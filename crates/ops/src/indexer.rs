@@ -58,7 +58,7 @@ pub async fn register(
     let owner = view(
         &p,
         registry,
-        IIndexerRegistry::ownerCall {},
+        attestmesh_chain::bindings::impls::IndexerRegistry::ownerCall {},
         "IndexerRegistry.owner()",
     )
     .await?;

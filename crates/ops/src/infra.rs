@@ -15,7 +15,7 @@
 
 use alloy_primitives::{Address, B256, Bytes, U256, address, b256, keccak256};
 use alloy_sol_types::{SolCall, SolValue};
-use attestmesh_chain::bindings::{Facets, IClusterMemberFactory, IEntryPoint, ISponsorPaymaster};
+use attestmesh_chain::bindings::{EntryPoint, Facets, IClusterMemberFactory, SponsorPaymaster};
 
 use crate::artifacts::ArtifactSource;
 use crate::deployments::{Deployments, InfraAddresses};
@@ -258,7 +258,7 @@ pub async fn deploy_infra(
             view(
                 &p,
                 opts.entry_point,
-                IEntryPoint::balanceOfCall { account: paymaster },
+                EntryPoint::balanceOfCall { account: paymaster },
                 "EntryPoint.balanceOf(paymaster)",
             )
             .await?
@@ -270,7 +270,7 @@ pub async fn deploy_infra(
             exec.submit(PlannedTx {
                 to: paymaster,
                 value: top_up,
-                data: Bytes::from(ISponsorPaymaster::depositCall {}.abi_encode()),
+                data: Bytes::from(SponsorPaymaster::depositCall {}.abi_encode()),
                 what: format!("deposit {top_up} wei for SponsorPaymaster {paymaster}"),
             })
             .await?;

@@ -9,7 +9,7 @@
 use alloy_primitives::{Address, B256, Bytes, U256, b256};
 use alloy_sol_types::SolCall;
 use attestmesh_chain::bindings::{
-    IClusterDiamondFactory, IClusterMember, IClusterMemberFactory, IDstackFacet, IUups,
+    IClusterDiamondFactory, IClusterMember, IClusterMemberFactory, IDstackApp, IDstackFacet,
 };
 
 use crate::cluster::require_cluster_owner;
@@ -167,7 +167,7 @@ pub async fn bind(
             )));
         }
     } else {
-        let app_owner = view(&p, app_id, IUups::ownerCall {}, "dstack app owner()").await?;
+        let app_owner = view(&p, app_id, IDstackApp::ownerCall {}, "dstack app owner()").await?;
         if let Some(sender) = exec.sender()
             && sender != app_owner
         {
@@ -182,7 +182,7 @@ pub async fn bind(
             to: app_id,
             value: U256::ZERO,
             data: Bytes::from(
-                IUups::upgradeToAndCallCall {
+                IDstackApp::upgradeToAndCallCall {
                     newImplementation: member_impl,
                     data: Bytes::from(init),
                 }

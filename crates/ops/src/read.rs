@@ -1,35 +1,30 @@
-//! Typed view calls.
+//! Typed view calls with operator-facing errors: the chain crate's one
+//! [`attestmesh_chain::read::view`], its failures mapped to [`OpsError`].
 
 use alloy_primitives::Address;
 use alloy_sol_types::SolCall;
+use attestmesh_chain::read::{BlockTag, ViewError};
+use attestmesh_chain::rpc::RpcClient;
 
 use crate::error::OpsError;
 use crate::exec::revert_reason;
-use attestmesh_chain::rpc::RpcClient;
 
-/// Calls a view and decodes its return; `what` names it in errors.
+/// Calls a view at the latest block and decodes its return; `what` names it in errors.
 pub async fn view<C: SolCall>(
     p: &RpcClient,
     to: Address,
     call: C,
     what: &str,
 ) -> Result<C::Return, OpsError> {
-    let out = p.eth_call(to, &call.abi_encode()).await.map_err(|e| {
-        if e.is_revert() {
-            OpsError::Reverted {
+    attestmesh_chain::read::view(p, to, call, BlockTag::Latest)
+        .await
+        .map_err(|e| match e {
+            ViewError::Rpc { source, .. } if source.is_revert() => OpsError::Reverted {
                 what: what.to_string(),
                 tx: None,
-                reason: revert_reason(&e),
-            }
-        } else {
-            OpsError::chain(what.to_string())(e)
-        }
-    })?;
-    if out.is_empty() {
-        return Err(OpsError::Unexpected(format!(
-            "{what}: empty answer — is there a contract of the expected kind at {to}?"
-        )));
-    }
-    C::abi_decode_returns(&out)
-        .map_err(|_| OpsError::Unexpected(format!("{what}: unexpected return data from {to}")))
+                reason: revert_reason(&source),
+            },
+            ViewError::Rpc { source, .. } => OpsError::chain(what.to_string())(*source),
+            other => OpsError::Unexpected(format!("{what}: {other}")),
+        })
 }

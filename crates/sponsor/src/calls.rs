@@ -5,30 +5,25 @@
 //! denying every node.
 
 use alloy_primitives::{Address, Bytes, U256};
-use alloy_sol_types::{SolCall, sol};
+use alloy_sol_types::SolCall;
 
-sol! {
-    /// `ClusterMember.execute`: the only outer call we sponsor.
-    function execute(address target, uint256 value, bytes data);
-    /// `ClusterMemberFactory.isOurMember`.
-    function isOurMember(address member) returns (bool);
-    /// `IClusterMember.cluster`.
-    function cluster() returns (address);
-    /// `ClusterDiamondFactory.isDeployedCluster`.
-    function isDeployedCluster(address cluster) returns (bool);
-    /// `IDstackFacet.allowedAppIds`.
-    function allowedAppIds(address appId) returns (bool);
-    /// `IAttestFacet.clusterOwner`: who the operator's `--trusted-cluster-owner` names.
-    function clusterOwner() returns (address);
-}
+// `ClusterMember.execute` is the only outer call we sponsor.
+use attestmesh_chain::bindings::IClusterMember::executeCall;
+use attestmesh_chain::bindings::{IAttestFacet, IDstackFacet, IMessageFacet, INetworkFacet};
 
 /// Inner calls a node makes through `execute(cluster, 0, inner)` (DESIGN §10): registration,
 /// sealed messages, the CSK commitment and its WireGuard key. Nothing else is sponsored.
 pub const ALLOWED_INNER_SELECTORS: [(&str, [u8; 4]); 4] = [
-    ("dstack_register", [0x27, 0xb3, 0xdd, 0xfa]),
-    ("send", [0x84, 0x07, 0x67, 0x65]),
-    ("setCskCommitment", [0x3e, 0xeb, 0x8e, 0xe8]),
-    ("publishWgKey", [0x49, 0x79, 0xff, 0x72]),
+    (
+        "dstack_register",
+        IDstackFacet::dstack_registerCall::SELECTOR,
+    ),
+    ("send", IMessageFacet::sendCall::SELECTOR),
+    (
+        "setCskCommitment",
+        IAttestFacet::setCskCommitmentCall::SELECTOR,
+    ),
+    ("publishWgKey", INetworkFacet::publishWgKeyCall::SELECTOR),
 ];
 
 /// A decoded `execute(target, value, data)`.
@@ -106,8 +101,15 @@ mod tests {
             assert_eq!(sel, vector_selector(&format!("{name}(")), "{name}");
         }
         assert_eq!(executeCall::SELECTOR, vector_selector("execute("));
-        assert_eq!(isOurMemberCall::SELECTOR, vector_selector("isOurMember("));
-        assert_eq!(clusterCall::SELECTOR, vector_selector("cluster("));
+        use attestmesh_chain::bindings::{IClusterMember, IClusterMemberFactory};
+        assert_eq!(
+            IClusterMemberFactory::isOurMemberCall::SELECTOR,
+            vector_selector("isOurMember(")
+        );
+        assert_eq!(
+            IClusterMember::clusterCall::SELECTOR,
+            vector_selector("cluster(")
+        );
     }
 
     #[test]

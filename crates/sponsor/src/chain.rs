@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, Bytes, U256};
 use alloy_sol_types::SolCall;
+use attestmesh_chain::bindings::IAttestFacet::clusterOwnerCall;
+use attestmesh_chain::bindings::IClusterDiamondFactory::isDeployedClusterCall;
+use attestmesh_chain::bindings::IClusterMember::clusterCall;
+use attestmesh_chain::bindings::IClusterMemberFactory::isOurMemberCall;
+use attestmesh_chain::bindings::IDstackFacet::allowedAppIdsCall;
+use attestmesh_chain::read::{BlockTag, ViewError, view};
 use attestmesh_chain::rpc::{RpcClient, RpcError};
-
-use crate::calls::{
-    allowedAppIdsCall, clusterCall, clusterOwnerCall, isDeployedClusterCall, isOurMemberCall,
-};
 
 /// The chain's current fee levels, which bound the fees the sponsor signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,10 +156,11 @@ impl RpcChainView {
         to: Address,
         call: C,
     ) -> Result<Option<C::Return>, ChainError> {
-        let Some(ret) = self.eth_call_from(None, to, &call.abi_encode()).await? else {
-            return Ok(None);
-        };
-        Ok(C::abi_decode_returns(&ret).ok())
+        match view(&self.rpc, to, call, BlockTag::Latest).await {
+            Ok(r) => Ok(Some(r)),
+            Err(ViewError::Rpc { source, .. }) if !source.is_revert() => Err((*source).into()),
+            Err(_) => Ok(None),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, Bytes, U256};
-use alloy_sol_types::{SolCall, SolValue, sol};
+use alloy_sol_types::{SolCall, SolValue};
 use attestmesh_chain::devstack::Devchain;
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::userop::{
@@ -21,29 +21,15 @@ use attestmesh_sponsor::{CounterStore, RpcChainView, Service, ServiceConfig, Spo
 use common::{SIGNER_KEY, execute, op, op_json, set_csk};
 use serde_json::{Value, json};
 
-sol! {
-    struct PackedUserOperation {
-        address sender; uint256 nonce; bytes initCode; bytes callData; bytes32 accountGasLimits;
-        uint256 preVerificationGas; bytes32 gasFees; bytes paymasterAndData; bytes signature;
-    }
-    struct Facets {
-        address diamondCut; address diamondLoupe; address ownership; address attest;
-        address message; address network; address dstack;
-    }
-    struct ClusterInitArgs {
-        address clusterOwner; uint32 meshCidrIp; uint8 meshPrefix; address memberFactory;
-        address[] kmsRoots; bytes32[] composeHashes; bytes32[] devices; address[] appIds;
-        bool allowAnyDevice; bool requireTcbUpToDate;
-    }
-    function getUserOpHash(PackedUserOperation userOp) returns (bytes32);
-    function getHash(PackedUserOperation userOp, uint48 validUntil, uint48 validAfter) returns (bytes32);
-    function validatePaymasterUserOp(PackedUserOperation userOp, bytes32 userOpHash, uint256 maxCost)
-        returns (bytes context, uint256 validationData);
-    function deployCluster(ClusterInitArgs args, bytes32 salt) returns (address);
-    function predictClusterAddress(ClusterInitArgs args, bytes32 salt) returns (address);
-    function deployMember(address cluster, bytes32 salt) returns (address);
-    function predictMemberAddress(address cluster, bytes32 salt) returns (address);
-}
+use attestmesh_chain::bindings::ClusterDiamondFactory::Facets;
+use attestmesh_chain::bindings::EntryPoint::getUserOpHashCall;
+use attestmesh_chain::bindings::IClusterDiamondFactory::{
+    ClusterInitArgs, deployClusterCall, predictClusterAddressCall,
+};
+use attestmesh_chain::bindings::IClusterMemberFactory::{
+    deployMemberCall, predictMemberAddressCall,
+};
+use attestmesh_chain::bindings::SponsorPaymaster::{getHashCall, validatePaymasterUserOpCall};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -116,20 +102,6 @@ impl Chain {
             .expect("eth_call");
         let bytes = wire::bytes("result", &out).expect("hex");
         C::abi_decode_returns(&bytes).expect("decode return")
-    }
-}
-
-fn to_sol(p: &attestmesh_core::userop::PackedUserOperation) -> PackedUserOperation {
-    PackedUserOperation {
-        sender: p.sender,
-        nonce: p.nonce,
-        initCode: p.init_code.clone(),
-        callData: p.call_data.clone(),
-        accountGasLimits: p.account_gas_limits,
-        preVerificationGas: p.pre_verification_gas,
-        gasFees: p.gas_fees,
-        paymasterAndData: p.paymaster_and_data.clone(),
-        signature: p.signature.clone(),
     }
 }
 
@@ -325,7 +297,7 @@ async fn real_contracts_agree_with_the_service() {
         .call(
             entry_point,
             &getUserOpHashCall {
-                userOp: to_sol(&packed),
+                userOp: packed.clone().into(),
             },
             None,
         )
@@ -339,7 +311,7 @@ async fn real_contracts_agree_with_the_service() {
         .call(
             paymaster,
             &getHashCall {
-                userOp: to_sol(&packed),
+                userOp: packed.clone().into(),
                 validUntil: alloy_primitives::aliases::U48::from(pm.valid_until),
                 validAfter: alloy_primitives::aliases::U48::from(pm.valid_after),
             },
@@ -354,7 +326,7 @@ async fn real_contracts_agree_with_the_service() {
     );
 
     let validate = |p: &attestmesh_core::userop::PackedUserOperation| validatePaymasterUserOpCall {
-        userOp: to_sol(p),
+        userOp: p.clone().into(),
         userOpHash: p.user_op_hash(entry_point, chain_id),
         maxCost: U256::from(10u64).pow(U256::from(16u64)),
     };

@@ -87,7 +87,7 @@ proptest! {
         let cd = encode_execute(Address::from(target), U256::from(value), Bytes::from(inner.clone()));
         let d = decode_execute(&cd).expect("valid execute");
         prop_assert_eq!((d.target, d.value, d.data.to_vec()), (Address::from(target), U256::from(value), inner));
-        let mut with_sel = <attestmesh_sponsor::calls::executeCall as alloy_sol_types::SolCall>::SELECTOR.to_vec();
+        let mut with_sel = <attestmesh_chain::bindings::IClusterMember::executeCall as alloy_sol_types::SolCall>::SELECTOR.to_vec();
         with_sel.extend_from_slice(&junk);
         for input in [mutate(cd, &ms), junk, with_sel] {
             if let Some(c) = decode_execute(&input) {

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::SolCall;
-use attestmesh_chain::bindings::{
-    IAttestWrite, IClusterMemberAccount, IMessageFacet, INetworkFacet, PackedUserOperation,
-};
+use attestmesh_chain::bindings::{ClusterMember, IAttestFacet, IMessageFacet, INetworkFacet};
 use attestmesh_chain::deploy;
 use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
 use attestmesh_chain::rpc::RpcClient;
@@ -23,10 +21,6 @@ use attestmesh_tee::client::GuestAgentClient;
 use attestmesh_tee::devtee::{Devtee, DevteeConfig};
 use attestmesh_tee::dstack::DstackAttestor;
 use common::execute;
-
-fn sol_packed(op: &UserOperation) -> PackedUserOperation {
-    PackedUserOperation::from(op.pack())
-}
 
 /// Gas of `data` sent to `to` by the EntryPoint, without the 21 000 transaction intrinsic
 /// (the EntryPoint's inner call has none), as the node client measures it.
@@ -97,8 +91,8 @@ async fn measured_gas_fits_the_policy_bounds() {
         (op, hash)
     };
     let validate = |op: &UserOperation, hash: B256| {
-        IClusterMemberAccount::validateUserOpCall {
-            userOp: sol_packed(op),
+        ClusterMember::validateUserOpCall {
+            userOp: op.pack().into(),
             userOpHash: hash,
             missingAccountFunds: U256::ZERO,
         }
@@ -126,7 +120,7 @@ async fn measured_gas_fits_the_policy_bounds() {
         .expect("register");
     let _ = stop.send(());
 
-    let csk = IAttestWrite::setCskCommitmentCall {
+    let csk = IAttestFacet::setCskCommitmentCall {
         commitment: B256::repeat_byte(0xc5),
     }
     .abi_encode();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, B256, Bytes};
 use alloy_sol_types::SolCall;
-use attestmesh_chain::bindings::{IAttestFacet, IAttestWrite, IMessageFacet, INetworkFacet};
+use attestmesh_chain::bindings::{IAttestFacet, IMessageFacet, INetworkFacet};
 use attestmesh_chain::deploy;
 use attestmesh_chain::devstack::{self, ClusterSpec, Devchain, dev_cluster_args};
 use attestmesh_chain::rpc::RpcClient;
@@ -131,13 +131,13 @@ async fn attack_sponsor_pays_for_attacker_cluster_from_shared_factory() {
     rpc.transact(attacker, Some(attacker_cluster), &register)
         .await
         .expect("the attacker registers directly with dstack_register");
-    let is_member: bool = deploy::read(
+    let is_member: bool = attestmesh_chain::read::view(
         &rpc,
         attacker_cluster,
         IAttestFacet::isClusterMemberCall {
             memberContract: member,
         },
-        "isClusterMember",
+        attestmesh_chain::read::BlockTag::Latest,
     )
     .await
     .expect("read");
@@ -168,7 +168,7 @@ async fn attack_sponsor_pays_for_attacker_cluster_from_shared_factory() {
 
         let inner_calls = [
             send_call(B256::ZERO),
-            IAttestWrite::setCskCommitmentCall {
+            IAttestFacet::setCskCommitmentCall {
                 commitment: B256::repeat_byte(0xc5),
             }
             .abi_encode(),

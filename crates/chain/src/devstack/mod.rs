@@ -17,7 +17,7 @@ use alloy_sol_types::{SolCall, SolValue};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::bindings::{IEntryPoint, ISponsorPaymaster};
+use crate::bindings::{EntryPoint, SponsorPaymaster};
 use crate::deploy::{self, Artifacts, DeployError, ENTRY_POINT_V07};
 use crate::rpc::{RpcClient, RpcError};
 
@@ -71,6 +71,8 @@ pub enum StackError {
     Rpc(#[from] RpcError),
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    #[error(transparent)]
+    View(#[from] crate::read::ViewError),
     #[error("{0}")]
     Check(String),
 }
@@ -308,7 +310,7 @@ pub async fn fund_paymaster(
     rpc.transact_value(
         from,
         Some(paymaster),
-        &ISponsorPaymaster::depositCall {}.abi_encode(),
+        &SponsorPaymaster::depositCall {}.abi_encode(),
         amount,
     )
     .await?;
@@ -321,11 +323,11 @@ pub async fn deposit_of(
     entry_point: Address,
     account: Address,
 ) -> Result<U256, StackError> {
-    Ok(deploy::read(
+    Ok(crate::read::view(
         rpc,
         entry_point,
-        IEntryPoint::balanceOfCall { account },
-        "EntryPoint.balanceOf",
+        EntryPoint::balanceOfCall { account },
+        crate::read::BlockTag::Latest,
     )
     .await?)
 }

@@ -34,7 +34,9 @@ pub fn repo() -> PathBuf {
 }
 
 pub async fn read<C: SolCall>(rpc: &RpcClient, to: Address, call: C) -> C::Return {
-    deploy::read(rpc, to, call, "view").await.unwrap()
+    attestmesh_chain::read::view(rpc, to, call, attestmesh_chain::read::BlockTag::Latest)
+        .await
+        .unwrap()
 }
 
 /// `attestmesh sponsor` as a real process, restartable on the same port and counter database.

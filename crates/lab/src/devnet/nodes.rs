@@ -4,16 +4,17 @@ use super::*;
 
 impl Devnet {
     pub(super) async fn predict_member(&self, i: usize) -> Result<Address, DevnetError> {
-        Ok(deploy::read(
+        Ok(attestmesh_chain::read::view(
             &self.rpc,
             self.state.contracts.cluster_member_factory,
             IClusterMemberFactory::predictMemberAddressCall {
                 cluster: self.state.contracts.cluster,
                 salt: member_salt(i),
             },
-            "predictMemberAddress",
+            attestmesh_chain::read::BlockTag::Latest,
         )
-        .await?)
+        .await
+        .map_err(deploy::DeployError::from)?)
     }
 
     /// Node slot `i`: namespace and link, member contract through the factory (the operator

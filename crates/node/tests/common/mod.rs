@@ -69,7 +69,9 @@ pub fn nix_is_root() -> bool {
 }
 
 pub async fn read<C: alloy_sol_types::SolCall>(rpc: &RpcClient, to: Address, call: C) -> C::Return {
-    deploy::read(rpc, to, call, "view").await.unwrap()
+    attestmesh_chain::read::view(rpc, to, call, attestmesh_chain::read::BlockTag::Latest)
+        .await
+        .unwrap()
 }
 
 pub struct Stack {

@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, U64};
 use alloy_sol_types::SolCall;
+use alloy_sol_types::SolEvent;
 use attestmesh_chain::bindings::IMessageFacet;
 use attestmesh_chain::deploy::{self, ENTRY_POINT_V07, Infra};
 use attestmesh_chain::devstack::{self, ClusterSpec, Devchain};
+use attestmesh_chain::read::{ChainReader, Log, LogFilter};
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::keys::Ed25519Secret;
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_core::push::{PushBody, attestation_report_data};
-use attestmesh_indexer::follower::{RpcLog, message_sent_topic};
 use attestmesh_indexer::{Config, Indexer};
 use attestmesh_node::indexer_registry as registry;
 use attestmesh_node::intake::{Intake, IntakeConfig, IntakeStats, WakeUp};
@@ -132,7 +133,7 @@ impl World {
     }
 
     /// The MessageSent logs to B in `[from, to]`, as the agent's follower would read them.
-    pub async fn messages_to_b(&self, from: u64, to: u64) -> Vec<RpcLog> {
+    pub async fn messages_to_b(&self, from: u64, to: u64) -> Vec<Log> {
         messages_to(&self.rpc, self.cluster, self.b.1, from, to)
             .await
             .unwrap()
@@ -176,17 +177,11 @@ pub async fn messages_to(
     member: B256,
     from: u64,
     to: u64,
-) -> Result<Vec<RpcLog>, attestmesh_chain::rpc::RpcError> {
-    rpc.call(
-        "eth_getLogs",
-        serde_json::json!([{
-            "fromBlock": format!("{from:#x}"),
-            "toBlock": format!("{to:#x}"),
-            "address": cluster,
-            "topics": [message_sent_topic(), null, member],
-        }]),
-    )
-    .await
+) -> Result<Vec<Log>, attestmesh_chain::rpc::RpcError> {
+    let filter = LogFilter::new(&[cluster], from, to)
+        .topic(0, &[IMessageFacet::MessageSent::SIGNATURE_HASH])
+        .topic(2, &[member]);
+    ChainReader::logs(rpc, &filter).await
 }
 
 pub struct Running {
@@ -367,7 +362,7 @@ pub fn simulated_attestation(pk: &B256) -> pb::Attestation {
 }
 
 /// The body of a real log, with the canonical repro stub.
-pub fn body_of(l: &RpcLog) -> PushBody {
+pub fn body_of(l: &Log) -> PushBody {
     l.push_body()
 }
 
@@ -400,8 +395,8 @@ pub fn signed_first(b: &PushBody, key: &Ed25519Secret) -> pb::Push {
     p
 }
 
-pub fn log_block(l: &RpcLog) -> u64 {
-    l.block_number.to::<u64>()
+pub fn log_block(l: &Log) -> u64 {
+    l.block_number
 }
 
 pub fn u64_of(v: U64) -> u64 {

@@ -17,6 +17,7 @@ use crate::error::OpsError;
 use crate::exec::{Executor, PlannedTx};
 use crate::infra::is_dev_chain;
 use crate::read::view;
+use attestmesh_chain::read::{LogFilter, logs_split};
 
 /// The decided deployment of one cluster, computed before anything is sent.
 #[derive(Debug, Clone)]
@@ -41,13 +42,11 @@ pub async fn factory_clusters(
         .block_number()
         .await
         .map_err(OpsError::chain("reading the block number"))?;
-    let logs = p
-        .logs_chunked(
-            factory,
-            &[IClusterDiamondFactory::ClusterDeployed::SIGNATURE_HASH],
-            from_block,
-            head,
-        )
+    let filter = LogFilter::new(&[factory], from_block, head).topic(
+        0,
+        &[IClusterDiamondFactory::ClusterDeployed::SIGNATURE_HASH],
+    );
+    let logs = logs_split(p, &filter)
         .await
         .map_err(OpsError::chain("scanning ClusterDeployed events"))?;
     let mut out = Vec::new();

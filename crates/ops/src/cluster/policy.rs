@@ -6,7 +6,7 @@
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::{SolCall, SolEvent};
-use attestmesh_chain::bindings::{IAttestFacet, IAttestWrite, IDstackFacet as P};
+use attestmesh_chain::bindings::{IAttestFacet, IDstackFacet as P};
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_tee::kms::DEV_KMS_ROOT_ADDRESS;
 
@@ -15,6 +15,7 @@ use crate::error::OpsError;
 use crate::exec::{Executor, PlannedTx};
 use crate::infra::is_dev_chain;
 use crate::read::view;
+use attestmesh_chain::read::{LogFilter, logs_split};
 
 /// One admission-policy change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +233,7 @@ pub(super) async fn originator_compose_warning(
     let members = view(
         p,
         cluster,
-        IAttestWrite::listMembersCall {},
+        IAttestFacet::listMembersCall {},
         "listMembers()",
     )
     .await?;
@@ -329,11 +330,10 @@ pub(super) async fn policy_history(
         P::AppIdAdded::SIGNATURE_HASH,
         P::AppIdRemoved::SIGNATURE_HASH,
     ];
-    let mut logs = p
-        .logs_chunked(cluster, &topics, from, head)
+    let filter = LogFilter::new(&[cluster], from, head).topic(0, &topics);
+    let logs = logs_split(p, &filter)
         .await
         .map_err(OpsError::chain("scanning the cluster's policy events"))?;
-    logs.sort_by_key(|l| (l.block_number, l.log_index));
     let mut h = PolicyHistory::default();
     for log in logs {
         let (Some(t0), Some(word)) = (log.topics.first(), log.data.get(..32)) else {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use alloy_primitives::{Address, B256, U256};
 use attestmesh_chain::bindings::{
-    IAttestFacet, IAttestWrite, IDstackFacet as P, IOwnershipFacet, MemberRecord,
+    IAttestFacet, IDiamondOwnership, IDstackFacet as P, MemberRecord,
 };
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::mesh::MeshCidr;
@@ -76,7 +76,7 @@ pub async fn show(
         "pendingClusterOwner()",
     )
     .await?;
-    let diamond_owner = view(p, cluster, IOwnershipFacet::ownerCall {}, "owner()").await?;
+    let diamond_owner = view(p, cluster, IDiamondOwnership::ownerCall {}, "owner()").await?;
     let cidr = view(p, cluster, IAttestFacet::meshCidrCall {}, "meshCidr()").await?;
     let mesh_cidr = MeshCidr::new(cidr.ip, cidr.prefix)
         .map(|c| c.to_string())
@@ -91,7 +91,7 @@ pub async fn show(
     let csk = view(
         p,
         cluster,
-        IAttestWrite::cskCommitmentCall {},
+        IAttestFacet::cskCommitmentCall {},
         "cskCommitment()",
     )
     .await?;
@@ -183,7 +183,7 @@ pub async fn members(p: &RpcClient, cluster: Address) -> Result<Vec<MemberInfo>,
     let list: Vec<MemberRecord> = view(
         p,
         cluster,
-        IAttestWrite::listMembersCall {},
+        IAttestFacet::listMembersCall {},
         "listMembers()",
     )
     .await?;

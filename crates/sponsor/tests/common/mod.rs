@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy_primitives::{Address, Bytes, U256};
-use alloy_sol_types::{SolCall, SolValue, sol};
+use alloy_sol_types::{SolCall, SolValue};
 use attestmesh_core::userop::{ENTRY_POINT_V07, UserOperation};
 use attestmesh_sponsor::calls::encode_execute;
 use attestmesh_sponsor::chain::{ChainError, ChainFees, ChainView};
@@ -192,13 +192,11 @@ impl ChainView for MemView {
     }
 }
 
-sol! {
-    function isOurMember(address member) returns (bool);
-    function cluster() returns (address);
-    function isDeployedCluster(address cluster) returns (bool);
-    function allowedAppIds(address appId) returns (bool);
-    function clusterOwner() returns (address);
-}
+use attestmesh_chain::bindings::IAttestFacet::clusterOwnerCall;
+use attestmesh_chain::bindings::IClusterDiamondFactory::isDeployedClusterCall;
+use attestmesh_chain::bindings::IClusterMember::clusterCall;
+use attestmesh_chain::bindings::IClusterMemberFactory::isOurMemberCall;
+use attestmesh_chain::bindings::IDstackFacet::allowedAppIdsCall;
 
 /// A real HTTP JSON-RPC server answering `eth_chainId` and `eth_call` for the four views from
 /// [`MemState`], after `delay` per request. `cluster()` on an address without a cluster reverts
