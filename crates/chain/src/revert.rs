@@ -5,7 +5,8 @@
 //! `FailedOpWithRevert(opIndex, "AAxx …", inner)`; the bundler forwards those as JSON-RPC errors
 //! with the same `AAxx` text; and an inner call that reverts on chain leaves raw revert bytes in
 //! the receipt (`UserOperationRevertReason`). All of them end in [`ContractError`], so callers
-//! match on `ContractError::Custom { name: "DuplicateEnvelope", .. }` instead of hex.
+//! match on the generated error type (`e.is::<IMessageFacet::DuplicateEnvelope>()`) instead of hex
+//! or names.
 
 use std::fmt;
 
@@ -25,7 +26,11 @@ use crate::bindings::{
 pub enum ContractError {
     /// One of our contracts' custom errors (or the EntryPoint's), by name; `args` is the
     /// ABI-encoded argument tail (empty for argument-less errors).
-    Custom { name: &'static str, args: Bytes },
+    Custom {
+        name: &'static str,
+        selector: [u8; 4],
+        args: Bytes,
+    },
     /// `Error(string)` (`require` with a message, OpenZeppelin's older errors).
     Message(String),
     /// `Panic(uint256)` (arithmetic overflow, bad array index, …).
@@ -149,6 +154,7 @@ pub fn decode(data: &[u8]) -> ContractError {
         }
     } else if let Some(sig) = known_signature(sel) {
         return ContractError::Custom {
+            selector: sel,
             name: sig.split('(').next().unwrap_or(sig),
             args: Bytes::copy_from_slice(tail),
         };
@@ -166,6 +172,16 @@ impl ContractError {
         }
     }
 
+    /// Whether this is the custom error `E` (looking through an EntryPoint wrapper), by
+    /// selector: a typed check, so a renamed or re-typed contract error stops compiling here.
+    pub fn is<E: SolError>(&self) -> bool {
+        match self {
+            ContractError::Custom { selector, .. } => *selector == E::SELECTOR,
+            ContractError::EntryPoint { inner: Some(i), .. } => i.is::<E>(),
+            _ => false,
+        }
+    }
+
     /// The `AAxx` code, if the EntryPoint refused the operation.
     pub fn aa(&self) -> Option<AaCode> {
         match self {
@@ -178,8 +194,8 @@ impl ContractError {
 impl fmt::Display for ContractError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ContractError::Custom { name, args } if args.is_empty() => write!(f, "{name}()"),
-            ContractError::Custom { name, args } => write!(f, "{name}({args})"),
+            ContractError::Custom { name, args, .. } if args.is_empty() => write!(f, "{name}()"),
+            ContractError::Custom { name, args, .. } => write!(f, "{name}({args})"),
             ContractError::Message(m) => write!(f, "Error({m:?})"),
             ContractError::Panic(c) => write!(f, "Panic(0x{c:x})"),
             ContractError::EntryPoint { reason, inner, .. } => match inner {
@@ -229,6 +245,8 @@ mod tests {
         assert_eq!(decode(&dup).name(), Some("DuplicateEnvelope"));
         let in_use = crate::bindings::IAttestFacet::WgKeyInUse {}.abi_encode();
         assert_eq!(decode(&in_use).name(), Some("WgKeyInUse"));
+        assert!(decode(&in_use).is::<crate::bindings::IAttestFacet::WgKeyInUse>());
+        assert!(!decode(&in_use).is::<crate::bindings::IAttestFacet::WgKeyLowOrder>());
         let msg = [ERROR_STRING.as_slice(), &"nope".to_string().abi_encode()].concat();
         assert_eq!(decode(&msg), ContractError::Message("nope".into()));
         let panic = [PANIC.as_slice(), &U256::from(0x11).abi_encode()].concat();

@@ -99,7 +99,10 @@ struct NodeHistory {
 }
 
 impl MessageHistory for NodeHistory {
-    fn messages_since(&self, from: u64) -> BoxFuture<'_, Result<Vec<InboundMessage>, String>> {
+    fn messages_since(
+        &self,
+        from: u64,
+    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, attestmesh_node::ports::HistoryError>> {
         let v = self
             .chain
             .log

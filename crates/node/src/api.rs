@@ -19,7 +19,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
-use crate::ports::{MessageHistory, SubmitError, Submitter};
+use crate::ports::{HistoryError, MessageHistory, SubmitError, Submitter};
 use crate::state::{InboundMessage, MemberView, Metrics, PeerEventKind, Shared};
 
 /// Largest plaintext `SendMessage` accepts: the ciphertext goes into calldata and an event, so
@@ -38,7 +38,7 @@ pub enum ApiError {
     #[error(transparent)]
     Submit(#[from] SubmitError),
     #[error("reading message history: {0}")]
-    History(String),
+    History(#[from] HistoryError),
 }
 
 impl From<ApiError> for Status {

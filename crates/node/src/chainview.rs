@@ -12,7 +12,7 @@ use attestmesh_core::mesh::MeshCidr;
 use attestmesh_core::message;
 
 use crate::mesh::Refusal;
-use crate::ports::{BoxFuture, MessageHistory};
+use crate::ports::{BoxFuture, HistoryError, MessageHistory};
 use crate::state::{ClusterView, InboundMessage, MemberView, Metrics, Shared};
 
 /// Domain of the synthetic sender id of cluster-owner commands (MessageFacet).
@@ -129,15 +129,11 @@ impl MessageHistory for ChainHistory {
     fn messages_since(
         &self,
         from_block: u64,
-    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, String>> {
+    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, HistoryError>> {
         Box::pin(async move {
-            let head = self.reader.head().await.map_err(|e| e.to_string())?;
+            let head = self.reader.head().await?;
             let owner = self.reader.cluster_owner().await.ok().map(owner_sender_id);
-            let logs = self
-                .reader
-                .message_logs(self.me, from_block, head)
-                .await
-                .map_err(|e| e.to_string())?;
+            let logs = self.reader.message_logs(self.me, from_block, head).await?;
             Ok(logs
                 .iter()
                 .filter_map(|l| {

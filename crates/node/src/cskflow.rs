@@ -103,9 +103,9 @@ impl CskContext {
                             }
                             // Somebody (an earlier run of ours) committed meanwhile: re-read.
                             Err(SubmitError::Rejected {
-                                contract_error: Some(ref n),
+                                contract_error: Some(ref c),
                                 ..
-                            }) if n == "CskCommitmentAlreadySet" => {
+                            }) if c.is::<IAttestFacet::CskCommitmentAlreadySet>() => {
                                 self.wake_follower.notify_one();
                             }
                             Err(e @ SubmitError::Rejected { .. }) => {

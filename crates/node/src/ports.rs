@@ -9,6 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256};
+use attestmesh_chain::cluster::ReadError;
+use attestmesh_chain::revert::ContractError;
 use attestmesh_chain::userop::{NodeAccount, UserOpClient, UserOpError};
 use attestmesh_core::keys::OwnerKey;
 
@@ -31,7 +33,7 @@ pub enum SubmitError {
     /// call will not help. `contract_error` is the decoded revert name when there is one.
     #[error("submission rejected: {detail}")]
     Rejected {
-        contract_error: Option<String>,
+        contract_error: Option<ContractError>,
         detail: String,
     },
     /// The bundler, paymaster or chain could not be reached or did not include the operation in
@@ -46,10 +48,23 @@ pub trait Submitter: Send + Sync {
     fn submit(&self, inner: Vec<u8>) -> BoxFuture<'_, Result<Submitted, SubmitError>>;
 }
 
+/// Why message history could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The chain could not be read (retry later).
+    #[error(transparent)]
+    Chain(#[from] ReadError),
+    /// The node is still booting: there is no cluster to read yet.
+    #[error("message history is not available before the agent has joined its cluster")]
+    NotReady,
+}
+
 /// Messages addressed to this node from `from_block` on, opened and attributed, in chain order.
 pub trait MessageHistory: Send + Sync {
-    fn messages_since(&self, from_block: u64)
-    -> BoxFuture<'_, Result<Vec<InboundMessage>, String>>;
+    fn messages_since(
+        &self,
+        from_block: u64,
+    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, HistoryError>>;
 }
 
 /// The production [`Submitter`]: sponsored UserOperations through `attestmesh-chain`.
@@ -85,10 +100,7 @@ pub fn classify(e: &UserOpError) -> SubmitError {
         | UserOpError::Chain { .. }
         | UserOpError::Protocol { .. } => SubmitError::Unavailable(e.to_string()),
         _ => SubmitError::Rejected {
-            contract_error: e
-                .contract_error()
-                .and_then(|c| c.name())
-                .map(str::to_string),
+            contract_error: e.contract_error().cloned(),
             detail: e.to_string(),
         },
     }

@@ -36,7 +36,9 @@ use crate::follower::{Follower, FollowerConfig};
 use crate::health::{HealthServer, QuoteSource};
 use crate::heartbeats::{self, Heartbeats};
 use crate::mesh::{self, Mesh, MeshSettings};
-use crate::ports::{BoxFuture, MessageHistory, SubmitError, Submitted, Submitter, UserOpSubmitter};
+use crate::ports::{
+    BoxFuture, HistoryError, MessageHistory, SubmitError, Submitted, Submitter, UserOpSubmitter,
+};
 use crate::state::{InboundMessage, MemberView, Phase, Shared};
 use crate::statedir::{StateDir, StateDirError};
 use attestmesh_chain::cluster::{ClusterReader, ReadError};
@@ -55,8 +57,13 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Socket(#[from] api::SocketError),
-    #[error("RPC_URL {0}")]
-    Rpc(String),
+    /// An endpoint URL (RPC, bundler, paymaster) the client refuses.
+    #[error("endpoint: {0}")]
+    Rpc(#[from] attestmesh_chain::rpc::RpcError),
+    /// Registered, yet absent from the members the confirmed block lists: a node that answers
+    /// inconsistently.
+    #[error("registered member {0} missing from listMembers() at the confirmed block")]
+    NotInView(B256),
     #[error("RPC_URL serves chain id {got}, but CHAIN_ID is {expected}")]
     WrongChain { expected: u64, got: u64 },
     #[error("TEE: {0}")]
@@ -105,10 +112,13 @@ impl Submitter for LateSubmitter {
 struct LateHistory(OnceLock<Arc<dyn MessageHistory>>);
 
 impl MessageHistory for LateHistory {
-    fn messages_since(&self, from: u64) -> BoxFuture<'_, Result<Vec<InboundMessage>, String>> {
+    fn messages_since(
+        &self,
+        from: u64,
+    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, HistoryError>> {
         match self.0.get() {
             Some(h) => h.messages_since(from),
-            None => Box::pin(async { Err("this node is not registered yet".to_string()) }),
+            None => Box::pin(async { Err(HistoryError::NotReady) }),
         }
     }
 }
@@ -301,8 +311,7 @@ impl<A: Attestor> Boot<'_, A> {
     /// `booting`: chain id, TEE identity and keys, and the cluster the member is bound to.
     async fn booting(&mut self) -> PhaseResult<Booted<A::Evidence>> {
         let (cfg, stop, attestor) = (self.cfg, self.stop, self.attestor);
-        let rpc =
-            Arc::new(RpcClient::new(&cfg.rpc_url).map_err(|e| NodeError::Rpc(e.to_string()))?);
+        let rpc = Arc::new(RpcClient::new(&cfg.rpc_url).map_err(NodeError::Rpc)?);
         let Some(chain_id) = or_stop(stop, retry("eth_chainId", || rpc.chain_id())).await else {
             return Ok(None);
         };
@@ -361,15 +370,15 @@ impl<A: Attestor> Boot<'_, A> {
         tracing::info!(%cluster, member_id = %my_id, mesh_ip = %cidr.mesh_ip(&my_id), "cluster found");
 
         let userops = Arc::new(UserOpClient::new(
-            RpcClient::new(&cfg.rpc_url).map_err(|e| NodeError::Rpc(e.to_string()))?,
+            RpcClient::new(&cfg.rpc_url).map_err(NodeError::Rpc)?,
             BundlerClient::new(
                 RpcClient::new(&cfg.bundler_url)
-                    .map_err(|e| NodeError::Rpc(e.to_string()))?
+                    .map_err(NodeError::Rpc)?
                     .with_timeout(Duration::from_secs(30)),
             ),
             PaymasterClient::new(
                 RpcClient::new(&cfg.paymaster_url)
-                    .map_err(|e| NodeError::Rpc(e.to_string()))?
+                    .map_err(NodeError::Rpc)?
                     .with_timeout(Duration::from_secs(15)),
                 serde_json::json!({}),
             ),
@@ -463,11 +472,10 @@ impl<A: Attestor> Boot<'_, A> {
         let Some(view0) = or_stop(stop, first_poll).await else {
             return Ok(None);
         };
-        let me = view0.member(&my_id).cloned().ok_or_else(|| {
-            NodeError::Rpc(format!(
-                "registered member {my_id} missing from listMembers()"
-            ))
-        })?;
+        let me = view0
+            .member(&my_id)
+            .cloned()
+            .ok_or(NodeError::NotInView(my_id))?;
         if let Some(r) = mesh::refusals(&view0.members)
             .into_iter()
             .find(|r| r.refused() == my_id)

@@ -50,7 +50,10 @@ impl Submitter for FakeChain {
 
 struct History(Vec<InboundMessage>);
 impl MessageHistory for History {
-    fn messages_since(&self, from: u64) -> BoxFuture<'_, Result<Vec<InboundMessage>, String>> {
+    fn messages_since(
+        &self,
+        from: u64,
+    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, attestmesh_node::ports::HistoryError>> {
         let v = self
             .0
             .iter()
@@ -357,7 +360,11 @@ async fn send_message_seals_to_the_on_chain_key_and_submits() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
     *f.chain.fail.lock().unwrap() = Some(SubmitError::Rejected {
-        contract_error: Some("NotClusterMember".into()),
+        contract_error: Some(attestmesh_chain::revert::decode(
+            &alloy_sol_types::SolError::abi_encode(
+                &attestmesh_chain::bindings::IMessageFacet::NotClusterMember {},
+            ),
+        )),
         detail: "denied".into(),
     });
     let e = c
