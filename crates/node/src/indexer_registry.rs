@@ -5,8 +5,7 @@
 //! an Indexer announces about itself proves nothing (invariant 5).
 
 use alloy_primitives::{Address, B256};
-use alloy_sol_types::SolCall;
-use attestmesh_chain::bindings::{IIndexerRegistry, IndexerRecord};
+use attestmesh_chain::bindings::IIndexerRegistry;
 use attestmesh_chain::read::{BlockTag, ViewError, view};
 use attestmesh_chain::rpc::RpcClient;
 
@@ -53,18 +52,4 @@ pub async fn read_current(
         pubkey: r.pubKey,
         updated_at: r.updatedAt,
     })
-}
-
-/// Calldata of `setIndexer(record)`; `updatedAt` is ignored by the contract (it uses the block
-/// timestamp), so it is sent as 0.
-pub fn set_indexer_calldata(endpoint: &str, code_id: B256, pubkey: B256) -> Vec<u8> {
-    IIndexerRegistry::setIndexerCall {
-        record: IndexerRecord {
-            endpoint: endpoint.to_string(),
-            codeId: code_id,
-            pubKey: pubkey,
-            updatedAt: 0,
-        },
-    }
-    .abi_encode()
 }

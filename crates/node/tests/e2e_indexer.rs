@@ -21,7 +21,6 @@ use attestmesh_chain::deploy::{self, Artifacts};
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_indexer::{Config as IndexerConfig, Indexer};
 use attestmesh_node::chainview::owner_sender_id;
-use attestmesh_node::indexer_registry as registry;
 use attestmesh_proto::agent as pb;
 use attestmesh_tee::attestor::Attestor;
 use attestmesh_tee::devtee::{self, Devtee, DevteeConfig};
@@ -81,7 +80,11 @@ async fn a_verified_indexer_push_delivers_a_message_long_before_the_next_poll() 
     let reg = deploy::deploy(&s.rpc, s.deployer, &artifacts, "IndexerRegistry", &ctor)
         .await
         .unwrap();
-    let data = registry::set_indexer_calldata(&endpoint, devtee::default_compose_hash(), ix_key);
+    let data = attestmesh_ops::indexer::set_indexer_calldata(
+        &endpoint,
+        devtee::default_compose_hash(),
+        ix_key,
+    );
     // Explicit gas: `updatedAt = block.timestamp` makes the estimate short by an SSTORE when the
     // transaction lands in a later second (see the indexer's intake fixtures).
     let tx: B256 = s

@@ -81,18 +81,26 @@ pub async fn register(
     if current.endpoint == endpoint && current.codeId == code_id && current.pubKey == pub_key {
         return Ok(IndexerOutcome::AlreadyCurrent);
     }
-    let record = IndexerRecord {
-        endpoint: endpoint.to_string(),
-        codeId: code_id,
-        pubKey: pub_key,
-        updatedAt: 0, // the registry stamps the block time
-    };
     exec.submit(PlannedTx {
         to: registry,
         value: U256::ZERO,
-        data: Bytes::from(IIndexerRegistry::setIndexerCall { record }.abi_encode()),
+        data: Bytes::from(set_indexer_calldata(endpoint, code_id, pub_key)),
         what: format!("setIndexer({endpoint}, code {code_id}, key {pub_key}) on {registry}"),
     })
     .await?;
     Ok(IndexerOutcome::Applied)
+}
+
+/// Calldata of `IndexerRegistry.setIndexer(record)`. `updatedAt` is sent as 0: the registry
+/// stamps the block time itself.
+pub fn set_indexer_calldata(endpoint: &str, code_id: B256, pub_key: B256) -> Vec<u8> {
+    IIndexerRegistry::setIndexerCall {
+        record: IndexerRecord {
+            endpoint: endpoint.to_string(),
+            codeId: code_id,
+            pubKey: pub_key,
+            updatedAt: 0,
+        },
+    }
+    .abi_encode()
 }

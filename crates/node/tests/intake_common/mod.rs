@@ -22,7 +22,6 @@ use attestmesh_core::keys::Ed25519Secret;
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_core::push::{PushBody, attestation_report_data};
 use attestmesh_indexer::{Config, Indexer};
-use attestmesh_node::indexer_registry as registry;
 use attestmesh_node::intake::{Intake, IntakeConfig, IntakeStats, WakeUp};
 use attestmesh_proto::indexer as pb;
 use attestmesh_tee::devtee;
@@ -96,7 +95,11 @@ impl World {
     /// when the transaction lands in a later second than the previous update (a no-op SSTORE
     /// in the estimate, a real one when mined) — an out-of-gas revert with no data otherwise.
     pub async fn set_registry(&self, endpoint: &str, pubkey: B256) {
-        let data = registry::set_indexer_calldata(endpoint, devtee::default_compose_hash(), pubkey);
+        let data = attestmesh_ops::indexer::set_indexer_calldata(
+            endpoint,
+            devtee::default_compose_hash(),
+            pubkey,
+        );
         let hash: B256 = self
             .rpc
             .call(
