@@ -76,6 +76,18 @@ async fn chain_log(chain: &SimChain, p: &pb::Push) -> Log {
         .expect("the pushed log is on the chain")
 }
 
+/// The factory's `ClusterDeployed` for [`CLUSTER`], in the next block.
+fn deploy_cluster(chain: &SimChain) {
+    chain.emit(
+        FACTORY,
+        &IClusterDiamondFactory::ClusterDeployed {
+            cluster: CLUSTER,
+            clusterOwner: Address::repeat_byte(0x0e),
+            salt: B256::ZERO,
+        },
+    );
+}
+
 fn message(chain: &SimChain, recipient: B256, envelope: u8) {
     chain.emit(
         CLUSTER,
@@ -110,14 +122,7 @@ async fn discovers_clusters_and_pushes_signed_logs_to_their_recipient_only() {
     let (reg, _) = sh.hub.subscribe(CLUSTER, me, 0).unwrap();
     let mut stream = PushStream::new(reg, None, pb::Attestation::default());
 
-    chain.emit(
-        FACTORY,
-        &IClusterDiamondFactory::ClusterDeployed {
-            cluster: CLUSTER,
-            clusterOwner: Address::repeat_byte(0x0e),
-            salt: B256::ZERO,
-        },
-    );
+    deploy_cluster(&chain);
     message(&chain, me, 0x01);
     chain.mine();
     message(&chain, B256::repeat_byte(0x03), 0x02);
@@ -149,14 +154,7 @@ async fn a_capped_provider_and_a_restart_lose_and_repeat_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let chain = Arc::new(SimChain::new());
     let me = B256::repeat_byte(0x02);
-    chain.emit(
-        FACTORY,
-        &IClusterDiamondFactory::ClusterDeployed {
-            cluster: CLUSTER,
-            clusterOwner: Address::repeat_byte(0x0e),
-            salt: B256::ZERO,
-        },
-    );
+    deploy_cluster(&chain);
     chain.mine();
     for i in 0..3u8 {
         message(&chain, me, i);
