@@ -9,6 +9,7 @@ use alloy_primitives::{Address, B256, Bytes, U256};
 use attestmesh_core::userop::UserOperation;
 use serde_json::{Value, json};
 
+use crate::read::Log;
 use crate::rpc::{RpcClient, RpcError};
 
 fn q128(v: u128) -> String {
@@ -103,16 +104,9 @@ pub struct UserOpReceipt {
     pub reason: Option<Bytes>,
     pub tx_hash: B256,
     pub block_number: u64,
-    /// The logs this operation emitted (the bundler cuts them out of the bundle transaction).
+    /// The logs this operation emitted (the bundler cuts them out of the bundle transaction),
+    /// as full `eth_getLogs`-shaped logs.
     pub logs: Vec<Log>,
-}
-
-/// An event log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct Log {
-    pub address: Address,
-    pub topics: Vec<B256>,
-    pub data: Bytes,
 }
 
 impl UserOpReceipt {
@@ -269,7 +263,8 @@ mod tests {
             "success": false,
             "reason": "0x744943e4",
             "logs": [{"address": Address::repeat_byte(5), "topics": [B256::repeat_byte(6)], "data": "0x01",
-                      "blockNumber": "0x7", "logIndex": "0x0"}],
+                      "blockNumber": "0x7", "logIndex": "0x0", "blockHash": B256::repeat_byte(8),
+                      "transactionHash": B256::repeat_byte(4)}],
             "receipt": {"transactionHash": B256::repeat_byte(4), "blockNumber": "0x7"}
         });
         let r = UserOpReceipt::parse(&v).unwrap();
