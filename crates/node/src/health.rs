@@ -45,7 +45,7 @@ pub struct Quote {
 /// The attestation method could not produce a document; the method's own error is the source.
 #[derive(Debug, thiserror::Error)]
 #[error("attestation document: {0}")]
-pub struct QuoteError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+pub struct DocumentError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// Object-safe face of [`attestmesh_tee::Attestor::attestation_document`]: the HTTP server does
 /// not need to be generic over the attestation method.
@@ -53,19 +53,19 @@ pub trait QuoteSource: Send + Sync {
     fn quote(
         &self,
         report_data: [u8; 64],
-    ) -> Pin<Box<dyn Future<Output = Result<Quote, QuoteError>> + Send + '_>>;
+    ) -> Pin<Box<dyn Future<Output = Result<Quote, DocumentError>> + Send + '_>>;
 }
 
 impl<A: attestmesh_tee::Attestor> QuoteSource for A {
     fn quote(
         &self,
         report_data: [u8; 64],
-    ) -> Pin<Box<dyn Future<Output = Result<Quote, QuoteError>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<Quote, DocumentError>> + Send + '_>> {
         Box::pin(async move {
             let doc = self
                 .attestation_document(report_data)
                 .await
-                .map_err(|e| QuoteError(Box::new(e)))?;
+                .map_err(|e| DocumentError(Box::new(e)))?;
             Ok(Quote {
                 attestor_id: doc.attestor_id,
                 format: doc.format,
@@ -641,7 +641,7 @@ mod tests {
         fn quote(
             &self,
             report_data: [u8; 64],
-        ) -> Pin<Box<dyn Future<Output = Result<Quote, QuoteError>> + Send + '_>> {
+        ) -> Pin<Box<dyn Future<Output = Result<Quote, DocumentError>> + Send + '_>> {
             Box::pin(async move {
                 let mut quote = b"FAKE".to_vec();
                 quote.extend_from_slice(&report_data);
@@ -785,7 +785,7 @@ mod tests {
         fn quote(
             &self,
             report_data: [u8; 64],
-        ) -> Pin<Box<dyn Future<Output = Result<Quote, QuoteError>> + Send + '_>> {
+        ) -> Pin<Box<dyn Future<Output = Result<Quote, DocumentError>> + Send + '_>> {
             self.0.fetch_add(1, Ordering::Relaxed);
             FakeQuotes.quote(report_data)
         }

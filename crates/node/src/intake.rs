@@ -39,13 +39,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::{Address, B256};
+use attestmesh_chain::read::Log;
 use attestmesh_chain::rpc::{RpcClient, RpcError};
 use attestmesh_core::push::{PushBody, PushError, REPRO_METHOD, fixed, repro_params_json};
 use tokio::sync::mpsc;
 
 use attestmesh_proto::indexer as pb;
 use attestmesh_tee::quote::{self, QuoteError};
-use serde::Deserialize;
 
 use crate::indexer_registry::{self as registry, IndexerInfo, RegistryError};
 
@@ -238,22 +238,6 @@ pub fn verify_attestation(
         });
     }
     Ok(())
-}
-
-/// A log of the repro stub's answer, with the fields a push claims. Every field is required: an
-/// answer the intake cannot compare is treated as inconclusive, like an RPC error.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReproLog {
-    address: Address,
-    topics: Vec<B256>,
-    data: alloy_primitives::Bytes,
-    block_number: alloy_primitives::U64,
-    block_hash: B256,
-    transaction_hash: B256,
-    log_index: alloy_primitives::U64,
-    #[serde(default)]
-    removed: bool,
 }
 
 /// Small non-cryptographic PRNG (SplitMix64) for backoff jitter and repro sampling: neither needs
@@ -584,7 +568,9 @@ impl Intake {
             Ok(v) => v,
             Err(e) => return Err(Rejection::Malformed(format!("repro params: {e}"))),
         };
-        let logs: Vec<ReproLog> = match self.rpc.call(REPRO_METHOD, params).await {
+        // A log the intake cannot compare (any field missing) makes the answer inconclusive, like an
+        // RPC error.
+        let logs: Vec<Log> = match self.rpc.call(REPRO_METHOD, params).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::debug!(error = %e, "repro sample inconclusive");
@@ -594,9 +580,9 @@ impl Intake {
         let found = logs.iter().any(|l| {
             !l.removed
                 && l.transaction_hash == body.tx_hash
-                && l.log_index.to::<u64>() == body.log_index
+                && l.log_index == body.log_index
                 && l.block_hash == body.block_hash
-                && l.block_number.to::<u64>() == body.block_number
+                && l.block_number == body.block_number
                 && l.address == body.address
                 && l.topics == body.topics
                 && l.data.as_ref() == body.data.as_slice()
