@@ -40,21 +40,10 @@ pub fn prerequisites() -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the root-only e2e tests can run here. When they cannot, they skip with the reason —
-/// unless `ATTESTMESH_REQUIRE_LAB` is set (CI), where a missing prerequisite must fail the run
-/// instead of letting it pass silently.
+/// Whether the root-only e2e tests can run here: when they cannot, they skip with the reason,
+/// or fail under `ATTESTMESH_REQUIRE_LAB` ([`attestmesh_testkit::lab`]).
 pub fn should_run() -> bool {
-    match prerequisites() {
-        Ok(()) => true,
-        Err(why) => {
-            assert!(
-                std::env::var_os("ATTESTMESH_REQUIRE_LAB").is_none(),
-                "ATTESTMESH_REQUIRE_LAB is set but the e2e test cannot run: {why}"
-            );
-            eprintln!("skipping: {why}");
-            false
-        }
-    }
+    attestmesh_testkit::lab::or_skip(prerequisites()).is_some()
 }
 
 pub fn nix_is_root() -> bool {

@@ -1,0 +1,9 @@
+//! Test support shared by the workspace's integration tests (a dev-dependency only).
+//!
+//! - [`lab`]: the one decision of whether a test whose prerequisites are missing (root, network
+//!   namespaces, a binary) skips or fails: CI sets `ATTESTMESH_REQUIRE_LAB=1`, so it cannot pass
+//!   by skipping.
+//! - [`wait`]: waiting for a condition with a deadline, the replacement for sleeping and hoping.
+
+pub mod lab;
+pub mod wait;
