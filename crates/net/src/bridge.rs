@@ -148,8 +148,20 @@ impl Bridge {
         cfg: BridgeConfig,
         limits: IngressLimits,
     ) -> Result<Self, BridgeError> {
-        let server = tls::server_config()?;
         let listener = TcpListener::bind(cfg.listen).await?;
+        Self::start_on(listener, cfg, limits)
+    }
+
+    /// [`Bridge::start_with_limits`] on an ingress listener the caller has already bound
+    /// (`cfg.listen` is then unused). Whoever needs the port before the bridge exists (a test
+    /// pointing a peer at it) binds it first and hands it over, so nothing can take the port in
+    /// between.
+    pub fn start_on(
+        listener: TcpListener,
+        cfg: BridgeConfig,
+        limits: IngressLimits,
+    ) -> Result<Self, BridgeError> {
+        let server = tls::server_config()?;
         let ingress_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             wg_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, cfg.wg_port)),
