@@ -418,8 +418,8 @@ async fn peer_events_stream() {
         .await
         .unwrap()
         .into_inner();
-    // Give the server task a moment to subscribe before emitting.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // No pause needed: the handler subscribes before it answers, and the call above returned
+    // only with that answer, so every event emitted from here on reaches the stream.
     for kind in [
         PeerEventKind::Joined,
         PeerEventKind::Up,
