@@ -18,8 +18,6 @@ use attestmesh_node::config::{Config, LogFormat};
 use attestmesh_node::runtime::{self, Handles};
 use attestmesh_node::state::Shared;
 use attestmesh_proto::agent::agent_client::AgentClient;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Endpoint, Uri};
 
 pub const SPONSOR_KEY: [u8; 32] = [0x5e; 32];
 
@@ -273,15 +271,5 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 pub async fn app_client(path: PathBuf) -> AgentClient<tonic::transport::Channel> {
-    let ch = Endpoint::try_from("http://agent.local")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
-        .await
-        .unwrap();
-    AgentClient::new(ch)
+    AgentClient::new(attestmesh_proto::socket::connect_agent(path).await.unwrap())
 }
