@@ -26,14 +26,7 @@ fn fixture_with(cap: u32, tweak: impl FnOnce(&mut PolicyConfig)) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(CounterStore::open(&dir.path().join("c.redb")).expect("store"));
     let state = MemState::fixture();
-    let mut cfg = PolicyConfig::new(
-        CHAIN_ID,
-        entry_point(),
-        MEMBER_FACTORY,
-        CLUSTER_FACTORY,
-        cap,
-    )
-    .trusting(trusted());
+    let mut cfg = policy_config(cap);
     tweak(&mut cfg);
     Fixture {
         policy: Policy::new(cfg, MemView(state.clone()), store),
