@@ -27,7 +27,7 @@ use attestmesh_tee::kms;
 use crate::support::DevteeProcess;
 
 /// The sponsor service's signing key (test-only).
-pub const SPONSOR_KEY: [u8; 32] = [0x5e; 32];
+pub use attestmesh_testkit::fixtures::SPONSOR_KEY;
 
 pub fn repo() -> PathBuf {
     devstack::repo_root(env!("CARGO_MANIFEST_DIR"))
@@ -265,14 +265,7 @@ impl Stack {
         // From here on, blocks come at a steady pace like on a real chain.
         chain.set_interval_mining(opts.block_time).await.unwrap();
 
-        let key_file = dir.path().join("sponsor.key");
-        std::fs::write(&key_file, alloy_primitives::hex::encode(SPONSOR_KEY)).unwrap();
-        // The sponsor refuses a key file that group or others can read.
-        std::fs::set_permissions(
-            &key_file,
-            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
-        )
-        .unwrap();
+        let key_file = attestmesh_testkit::fixtures::sponsor_key_file(dir.path()).unwrap();
         let sponsor_port = devstack::free_port().unwrap();
         let sponsor = Sponsor::start(
             attestmesh_sponsor::Settings {

@@ -19,7 +19,7 @@ use attestmesh_node::runtime::{self, Handles};
 use attestmesh_node::state::Shared;
 use attestmesh_proto::agent::agent_client::AgentClient;
 
-pub const SPONSOR_KEY: [u8; 32] = [0x5e; 32];
+pub use attestmesh_testkit::fixtures::SPONSOR_KEY;
 
 pub fn repo() -> PathBuf {
     devstack::repo_root(env!("CARGO_MANIFEST_DIR"))
@@ -110,14 +110,7 @@ pub async fn stack(cidr: MeshCidr) -> Stack {
         .unwrap();
     chain.set_interval_mining(1).await.unwrap();
     let chain_id = rpc.chain_id().await.unwrap();
-    let key_file = dir.path().join("sponsor.key");
-    std::fs::write(&key_file, alloy_primitives::hex::encode(SPONSOR_KEY)).unwrap();
-    // The sponsor refuses a signer key file that group or others can read.
-    std::fs::set_permissions(
-        &key_file,
-        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
-    )
-    .unwrap();
+    let key_file = attestmesh_testkit::fixtures::sponsor_key_file(dir.path()).unwrap();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let settings = attestmesh_sponsor::Settings {
