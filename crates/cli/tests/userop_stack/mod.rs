@@ -293,10 +293,14 @@ impl Stack {
         .await;
 
         let mut alto_cfg = AltoConfig::from_repo(&repo(), chain.url(), &dir.path().join("alto"));
-        alto_cfg.port = Some(devstack::free_port().unwrap());
         let alto = if opts.start_alto {
-            Some(Alto::start(&alto_cfg).await.unwrap())
+            Some(
+                attestmesh_testkit::stack::start_alto(&mut alto_cfg)
+                    .await
+                    .unwrap(),
+            )
         } else {
+            alto_cfg.port = Some(devstack::free_port().unwrap());
             None
         };
         Self {

@@ -153,8 +153,9 @@ pub async fn stack(cidr: MeshCidr) -> Stack {
         .unwrap()
         .unwrap();
     let mut alto_cfg = AltoConfig::from_repo(&repo(), chain.url(), &dir.path().join("alto"));
-    alto_cfg.port = Some(devstack::free_port().unwrap());
-    let alto = Alto::start(&alto_cfg).await.unwrap();
+    let alto = attestmesh_testkit::stack::start_alto(&mut alto_cfg)
+        .await
+        .unwrap();
     Stack {
         bundler_url: format!("http://127.0.0.1:{}", alto.port),
         sponsor_url: format!("http://{sponsor_addr}"),
