@@ -46,7 +46,46 @@ pub struct Sponsor {
 }
 
 impl Sponsor {
+    /// Starts `attestmesh sponsor` with `settings` and waits until it answers.
     pub async fn start(settings: attestmesh_sponsor::Settings, log: PathBuf) -> Self {
+        match Self::try_start(settings, log).await {
+            Ok(s) => s,
+            Err(log) => panic!("attestmesh sponsor exited: {log}"),
+        }
+    }
+
+    /// Starts the sponsor on a fresh free port of 127.0.0.1. The process binds the port itself,
+    /// so something may take it between the pick and the bind: then (its log says the address
+    /// is in use) it is started again on another port, up to three times.
+    pub async fn start_on_free_port(
+        mut settings: attestmesh_sponsor::Settings,
+        log: PathBuf,
+    ) -> Self {
+        for _ in 1..3 {
+            settings.listen = (
+                std::net::Ipv4Addr::LOCALHOST,
+                devstack::free_port().unwrap(),
+            )
+                .into();
+            match Self::try_start(settings.clone(), log.clone()).await {
+                Ok(s) => return s,
+                Err(log) if log.to_ascii_lowercase().contains("address already in use") => {}
+                Err(log) => panic!("attestmesh sponsor exited: {log}"),
+            }
+        }
+        settings.listen = (
+            std::net::Ipv4Addr::LOCALHOST,
+            devstack::free_port().unwrap(),
+        )
+            .into();
+        Self::start(settings, log).await
+    }
+
+    /// [`Sponsor::start`], or the log when the process exits during startup.
+    async fn try_start(
+        settings: attestmesh_sponsor::Settings,
+        log: PathBuf,
+    ) -> Result<Self, String> {
         let s = &settings;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_attestmesh"));
         cmd.arg("sponsor")
@@ -113,11 +152,9 @@ impl Sponsor {
                 }
                 Err(e) => {
                     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-                    assert!(
-                        proc.exited().is_none(),
-                        "attestmesh sponsor exited: {}",
-                        log_text()
-                    );
+                    if proc.exited().is_some() {
+                        return Err(log_text());
+                    }
                     assert!(
                         std::time::Instant::now() < deadline,
                         "attestmesh sponsor not ready: {e}; log: {}",
@@ -127,12 +164,12 @@ impl Sponsor {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self {
+        Ok(Self {
             settings,
             url,
             log,
             proc: Some(proc),
-        }
+        })
     }
 
     /// SIGTERM (graceful: the counter database is closed cleanly), then the group is swept.
@@ -266,10 +303,9 @@ impl Stack {
         chain.set_interval_mining(opts.block_time).await.unwrap();
 
         let key_file = attestmesh_testkit::fixtures::sponsor_key_file(dir.path()).unwrap();
-        let sponsor_port = devstack::free_port().unwrap();
-        let sponsor = Sponsor::start(
+        let sponsor = Sponsor::start_on_free_port(
             attestmesh_sponsor::Settings {
-                listen: format!("127.0.0.1:{sponsor_port}").parse().unwrap(),
+                listen: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
                 rpc_url: chain.url().to_string(),
                 chain_id: rpc.chain_id().await.unwrap(),
                 entry_point,
