@@ -11,7 +11,7 @@
 //! artifacts ([`deploy`]) and, behind the `devstack` feature, the local 4337 stack
 //! ([`devstack`]).
 
-pub mod backoff;
+pub use attestmesh_core::backoff;
 pub mod bindings;
 pub mod bundler;
 pub mod cluster;

@@ -258,13 +258,14 @@ impl UserOpClient {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() => {
                     tracing::debug!(%service, error = %e, attempt = backoff.attempts(), "transient failure, backing off");
-                    if !backoff.wait().await {
+                    let Some(delay) = backoff.next_delay() else {
                         return Err(Failed::Exhausted(UserOpError::Unavailable {
                             service,
                             attempts: backoff.attempts(),
                             last: e,
                         }));
-                    }
+                    };
+                    tokio::time::sleep(delay).await;
                     *retries += 1;
                 }
                 Err(e) => return Err(Failed::Permanent(e)),
@@ -544,13 +545,14 @@ impl UserOpClient {
                 Err(e) if e.is_transient() => {
                     *retries += 1;
                     tracing::debug!(error = %e, "receipt poll failed, backing off");
-                    if !backoff.wait().await {
+                    let Some(delay) = backoff.next_delay() else {
                         return Err(UserOpError::Unavailable {
                             service: Service::Bundler,
                             attempts: backoff.attempts(),
                             last: e,
                         });
-                    }
+                    };
+                    tokio::time::sleep(delay).await;
                 }
                 Err(e) => return Err(bundler_rejection("receipt", e)),
             }

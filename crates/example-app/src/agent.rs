@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use attestmesh_proto::agent as pb;
 use attestmesh_proto::agent::agent_client::AgentClient;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 use crate::appkey::{APP_KEY_INFO, AppKey};
 use crate::error::AppError;
@@ -140,15 +139,7 @@ impl Agent {
                 });
             }
         }
-        let p = path.to_path_buf();
-        // The URI is a placeholder: the connector ignores it and dials the unix socket.
-        let channel = Endpoint::from_static("http://agent.local")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let p = p.clone();
-                async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-                }
-            }))
+        let channel = attestmesh_proto::socket::connect_agent(path)
             .await
             .map_err(|e| AppError::Transport {
                 path: path.to_path_buf(),

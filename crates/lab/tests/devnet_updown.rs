@@ -149,7 +149,7 @@ fn without_root_it_says_what_it_needs() {
         .args(["devnet", "up", "--dir", "/tmp/amdn-noroot"])
         .output()
     else {
-        eprintln!("skipped: no setpriv");
+        attestmesh_testkit::lab::skip("no setpriv (util-linux) to drop root with");
         return;
     };
     assert!(!out.status.success());

@@ -15,6 +15,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use attestmesh_core::backoff::{Backoff, BackoffPolicy};
+
 use rustls::pki_types::ServerName;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -31,11 +33,11 @@ use crate::tls::{self, TlsError};
 
 /// Default TLS ingress port (`WG_TCP_PORT`).
 pub const DEFAULT_WG_TCP_PORT: u16 = 51900;
-/// First reconnect delay; doubled per failure up to [`BACKOFF_CAP`].
-pub const BACKOFF_START: Duration = Duration::from_millis(200);
-/// Reconnect delay cap: small enough that a healed link is back well inside WireGuard's
-/// 5 s handshake retry and the 30 s recovery target.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(4);
+/// Redial schedule: 200 ms doubling (with equal jitter) to a 4 s cap, forever. The cap is small
+/// enough that a healed link is back well inside WireGuard's 5 s handshake retry and the 30 s
+/// recovery target.
+pub const REDIAL: BackoffPolicy =
+    BackoffPolicy::forever(Duration::from_millis(200), Duration::from_secs(4));
 /// Unacknowledged data older than this kills a connection, so a silent partition is noticed
 /// (and redialled) instead of stalling in TCP retransmits.
 pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(8);
@@ -146,8 +148,20 @@ impl Bridge {
         cfg: BridgeConfig,
         limits: IngressLimits,
     ) -> Result<Self, BridgeError> {
-        let server = tls::server_config()?;
         let listener = TcpListener::bind(cfg.listen).await?;
+        Self::start_on(listener, cfg, limits)
+    }
+
+    /// [`Bridge::start_with_limits`] on an ingress listener the caller has already bound
+    /// (`cfg.listen` is then unused). Whoever needs the port before the bridge exists (a test
+    /// pointing a peer at it) binds it first and hands it over, so nothing can take the port in
+    /// between.
+    pub fn start_on(
+        listener: TcpListener,
+        cfg: BridgeConfig,
+        limits: IngressLimits,
+    ) -> Result<Self, BridgeError> {
+        let server = tls::server_config()?;
         let ingress_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             wg_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, cfg.wg_port)),
@@ -326,7 +340,7 @@ async fn egress_loop(
     mut rx: mpsc::Receiver<Vec<u8>>,
     host: String,
 ) {
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::new(REDIAL);
     loop {
         let attempt = async {
             let tcp = dial(&target).await?;
@@ -341,19 +355,19 @@ async fn egress_loop(
         let stream = match attempt.await {
             Ok(s) => s,
             Err(e) => {
-                tracing::debug!(%host, error = %e, ?backoff, "egress connect failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_CAP);
+                let delay = backoff.next_delay().unwrap_or(REDIAL.max);
+                tracing::debug!(%host, error = %e, ?delay, "egress connect failed");
+                tokio::time::sleep(delay).await;
                 continue;
             }
         };
         tracing::info!(%host, "egress connected");
-        backoff = BACKOFF_START;
+        backoff.reset();
         match pump_egress(stream, &mut rx).await {
             Ok(()) => return, // queue closed: peer removed
             Err(e) => tracing::info!(%host, error = %e, "egress stream lost, redialling"),
         }
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(backoff.next_delay().unwrap_or(REDIAL.max)).await;
     }
 }
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attestmesh_net::bridge::{Bridge, BridgeConfig};
+use attestmesh_net::ingress::IngressLimits;
 use attestmesh_net::tls;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
 const HOST_A: &str = "aaaa-51900s.mesh.test";
 const HOST_B: &str = "bbbb-51900s.mesh.test";
@@ -41,30 +42,38 @@ async fn node(host: &str, connect: Option<SocketAddr>) -> Node {
     Node { bridge, dev }
 }
 
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    probe.local_addr().unwrap().port()
+/// A loopback port held but not listening: connecting to it is refused until [`TcpSocket::listen`]
+/// turns it into the listener handed to [`node_on`], and nobody else can take it meanwhile.
+fn reserved_port() -> (TcpSocket, SocketAddr) {
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+    let addr = s.local_addr().unwrap();
+    (s, addr)
 }
 
-async fn node_on(host: &str, port: u16, connect: SocketAddr) -> Node {
+/// A bridge on an ingress listener bound beforehand, dialling its peers via `connect`.
+async fn node_on(host: &str, listener: TcpListener, connect: SocketAddr) -> Node {
     let dev = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let bridge = Bridge::start(BridgeConfig {
-        listen: (Ipv4Addr::LOCALHOST, port).into(),
-        wg_port: dev.local_addr().unwrap().port(),
-        local_host: host.to_owned(),
-        gateway_connect: Some(connect),
-        gateway_port: 443,
-    })
-    .await
+    let bridge = Bridge::start_on(
+        listener,
+        BridgeConfig {
+            listen: (Ipv4Addr::UNSPECIFIED, 0).into(),
+            wg_port: dev.local_addr().unwrap().port(),
+            local_host: host.to_owned(),
+            gateway_connect: Some(connect),
+            gateway_port: 443,
+        },
+        IngressLimits::default(),
+    )
     .unwrap();
     Node { bridge, dev }
 }
 
 /// A pair of bridges, A knows B and B knows A. Returns (a, b, A's endpoint for B, B's for A).
 async fn pair() -> (Node, Node, SocketAddr, SocketAddr) {
-    let b_port = free_port();
-    let a = node(HOST_A, Some((Ipv4Addr::LOCALHOST, b_port).into())).await;
-    let b = node_on(HOST_B, b_port, a.bridge.ingress_addr()).await;
+    let b_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let a = node(HOST_A, Some(b_listener.local_addr().unwrap())).await;
+    let b = node_on(HOST_B, b_listener, a.bridge.ingress_addr()).await;
     let a_ep = a.bridge.add_peer(HOST_B).await.unwrap();
     let b_ep = b.bridge.add_peer(HOST_A).await.unwrap();
     (a, b, a_ep, b_ep)
@@ -230,11 +239,17 @@ async fn unknown_dialer_identity_is_refused() {
 #[tokio::test]
 async fn egress_redials_until_the_peer_appears() {
     // Point A at a port before anything listens there.
-    let port = free_port();
-    let a = node(HOST_A, Some((Ipv4Addr::LOCALHOST, port).into())).await;
+    let (reserved, b_addr) = reserved_port();
+    let a = node(HOST_A, Some(b_addr)).await;
     let a_ep = a.bridge.add_peer(HOST_B).await.unwrap();
+    // Not synchronisation: A's dials are refused meanwhile (a few redials), whatever the timing.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let b = node_on(HOST_B, port, a.bridge.ingress_addr()).await;
+    let b = node_on(
+        HOST_B,
+        reserved.listen(64).unwrap(),
+        a.bridge.ingress_addr(),
+    )
+    .await;
     b.bridge.add_peer(HOST_A).await.unwrap();
     still_works(&a, a_ep, &b).await;
 }

@@ -25,16 +25,18 @@ struct Rig {
     dev: UdpSocket,
     /// B's loopback endpoint for peer A.
     a_ep: SocketAddr,
+    /// Holds the port A's egress dials, so it stays closed.
+    _closed_port: tokio::net::TcpSocket,
 }
 
 /// Node B's bridge, knowing peer A. A's egress dials a closed port and just keeps retrying.
 async fn rig(limits: IngressLimits) -> Rig {
     let dev = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     dev.set_nonblocking(true).unwrap();
-    let closed = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Bound but never listening: A's dials are refused, and nobody else can take the port.
+    let closed_port = tokio::net::TcpSocket::new_v4().unwrap();
+    closed_port.bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+    let closed = closed_port.local_addr().unwrap();
     let bridge = Bridge::start_with_limits(
         BridgeConfig {
             listen: (Ipv4Addr::LOCALHOST, 0).into(),
@@ -48,7 +50,12 @@ async fn rig(limits: IngressLimits) -> Rig {
     .await
     .unwrap();
     let a_ep = bridge.add_peer(HOST_A).await.unwrap();
-    Rig { bridge, dev, a_ep }
+    Rig {
+        bridge,
+        dev,
+        a_ep,
+        _closed_port: closed_port,
+    }
 }
 
 fn limits() -> IngressLimits {

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use alloy_primitives::B256;
 use alloy_sol_types::SolCall as _;
-use attestmesh_chain::backoff::{Backoff, BackoffPolicy};
 use attestmesh_chain::bindings::IAttestFacet;
+use attestmesh_core::backoff::{Backoff, BackoffPolicy};
 use attestmesh_core::csk::{
     self, CacheContext, CacheOutcome, MAX_PARALLEL_PULLS, OriginatorDecision,
 };
@@ -58,13 +58,9 @@ pub struct CskContext {
     pub wake_follower: Arc<tokio::sync::Notify>,
 }
 
-fn retry_forever() -> BackoffPolicy {
-    BackoffPolicy {
-        initial: Duration::from_millis(250),
-        max: Duration::from_secs(8),
-        max_elapsed: Duration::MAX,
-    }
-}
+/// CSK commit and pull retries: 250 ms doubling to 8 s, until the CSK is held.
+const RETRY_FOREVER: BackoffPolicy =
+    BackoffPolicy::forever(Duration::from_millis(250), Duration::from_secs(8));
 
 impl CskContext {
     fn view(&self) -> Option<Arc<ClusterView>> {
@@ -79,7 +75,7 @@ impl CskContext {
     /// Runs until the CSK is held (returns it) or the agent must fail closed.
     pub async fn acquire(&self) -> Result<SymmetricKey, CskError> {
         let mut rx = self.shared.watch_cluster();
-        let mut backoff = Backoff::new(retry_forever());
+        let mut backoff = Backoff::new(RETRY_FOREVER);
         loop {
             let Some(view) = self.view() else {
                 self.next_view(&mut rx).await;
@@ -115,7 +111,7 @@ impl CskContext {
                             Err(e) => {
                                 Metrics::inc(&self.shared.metrics.submissions_failed);
                                 tracing::warn!(error = %e, "committing the CSK failed; retrying");
-                                backoff.wait().await;
+                                crate::retry::pause(&mut backoff).await;
                             }
                         }
                         // The commitment is acted on once the follower reads it back.
@@ -139,7 +135,7 @@ impl CskContext {
                     return Ok(self.hold(k, &view));
                 }
                 None => {
-                    backoff.wait().await;
+                    crate::retry::pause(&mut backoff).await;
                 }
             }
         }

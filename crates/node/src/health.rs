@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy_primitives::{B256, hex, keccak256};
 use bytes::Bytes;
@@ -23,6 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use crate::intake::IntakeStats;
 
@@ -128,6 +129,7 @@ struct QuoteGate {
     state: Mutex<GateState>,
 }
 
+/// On tokio's clock ([`Instant`]), so the refill and expiry are tested on paused time.
 struct GateState {
     tokens: u32,
     refilled_at: Instant,
@@ -873,8 +875,8 @@ mod tests {
         task.await.unwrap();
     }
 
-    #[test]
-    fn quote_gate_refills_and_expires_its_cache() {
+    #[tokio::test(start_paused = true)]
+    async fn quote_gate_refills_and_expires_its_cache() {
         let gate = QuoteGate::new(AttestationLimits {
             burst: 2,
             refill_every: Duration::from_millis(40),
@@ -891,7 +893,11 @@ mod tests {
         assert!(matches!(gate.check(&[1; 64]), Gate::Cached(_)));
         assert!(matches!(gate.check(&[2; 64]), Gate::Fresh));
         assert!(matches!(gate.check(&[3; 64]), Gate::Limited(1)));
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::advance(Duration::from_millis(39)).await;
+        // Just inside both periods: still cached, still limited.
+        assert!(matches!(gate.check(&[1; 64]), Gate::Cached(_)));
+        assert!(matches!(gate.check(&[3; 64]), Gate::Limited(1)));
+        tokio::time::advance(Duration::from_millis(61)).await;
         // Refilled (to the burst, no more), and the cached quote expired.
         assert!(matches!(gate.check(&[1; 64]), Gate::Fresh));
         assert!(matches!(gate.check(&[3; 64]), Gate::Fresh));

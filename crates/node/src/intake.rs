@@ -41,6 +41,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alloy_primitives::{Address, B256};
 use attestmesh_chain::read::Log;
 use attestmesh_chain::rpc::{RpcClient, RpcError};
+use attestmesh_core::backoff::{Backoff, BackoffPolicy, Jitter as _, SplitMix64};
 use attestmesh_core::push::{PushBody, PushError, REPRO_METHOD, fixed, repro_params_json};
 use tokio::sync::mpsc;
 
@@ -240,45 +241,26 @@ pub fn verify_attestation(
     Ok(())
 }
 
-/// Small non-cryptographic PRNG (SplitMix64) for backoff jitter and repro sampling: neither needs
+/// The seed of the intake's jitter stream (reconnect backoff and repro sampling): the clock
+/// mixed with our member id, so agents restarted together still spread out. Neither use needs
 /// unpredictability against an adversary, only de-synchronisation between agents.
-struct Jitter(u64);
-
-impl Jitter {
-    fn new(seed: &B256) -> Self {
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let mut s = t;
-        for c in seed.0.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..c.len()].copy_from_slice(c);
-            s ^= u64::from_le_bytes(b);
-        }
-        Self(s)
+fn jitter_seed(member_id: &B256) -> u64 {
+    let mut s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    for c in member_id.0.chunks(8) {
+        let mut b = [0u8; 8];
+        b[..c.len()].copy_from_slice(c);
+        s ^= u64::from_le_bytes(b);
     }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
+    s
 }
 
-/// Capped exponential backoff with "equal jitter": a delay in [d/2, d], d = base·2^attempt ≤ max.
-fn backoff_delay(base: Duration, max: Duration, attempt: u32, j: &mut Jitter) -> Duration {
-    let d = base
-        .saturating_mul(1u32 << attempt.min(20))
-        .min(max)
-        .max(Duration::from_millis(1));
-    let half = d / 2;
-    half + half.mul_f64(j.unit())
+/// Reconnect schedule: `backoff_base` doubling to `backoff_max` (neither under 1 ms), forever.
+fn reconnect_policy(cfg: &IntakeConfig) -> BackoffPolicy {
+    let floor = Duration::from_millis(1);
+    BackoffPolicy::forever(cfg.backoff_base.max(floor), cfg.backoff_max.max(floor))
 }
 
 /// Whether the Indexer refused our `from_block` as deeper than it replays: RESOURCE_EXHAUSTED
@@ -350,8 +332,10 @@ impl Intake {
         wake: mpsc::Sender<WakeUp>,
     ) -> Result<(), IntakeError> {
         tokio::pin!(shutdown);
-        let mut jitter = Jitter::new(&self.cfg.member_id);
-        let mut attempt: u32 = 0;
+        let mut backoff = Backoff::with_jitter(
+            reconnect_policy(&self.cfg),
+            SplitMix64::new(jitter_seed(&self.cfg.member_id)),
+        );
         // Resume cursor: only ever advanced by verified pushes (delivery is in block order), so
         // everything at or after it concerning us is replayed by the next session.
         let mut resume = self.cfg.from_block;
@@ -370,7 +354,7 @@ impl Intake {
                         &info,
                         &mut resume,
                         &mut last_woken,
-                        &mut jitter,
+                        backoff.jitter_mut(),
                         &wake,
                         &mut shutdown,
                     )
@@ -391,7 +375,7 @@ impl Intake {
                 End::Shutdown => return Ok(()),
                 End::Rotated => {
                     self.stats.rotations.fetch_add(1, Ordering::Relaxed);
-                    attempt = 0;
+                    backoff.reset();
                     continue; // straight to the new record
                 }
                 End::ResumeTooOld => {
@@ -413,18 +397,12 @@ impl Intake {
                     // starts the backoff over. (Adversarial ends never reset it, so a server
                     // cannot keep us reconnecting fast by interleaving valid and bad pushes.)
                     if IntakeStats::get(&self.stats.pushes_verified) > verified_before {
-                        attempt = 0;
+                        backoff.reset();
                     }
                     tracing::info!(error = %e, "Indexer subscription ended");
                 }
             }
-            let d = backoff_delay(
-                self.cfg.backoff_base,
-                self.cfg.backoff_max,
-                attempt,
-                &mut jitter,
-            );
-            attempt = attempt.saturating_add(1);
+            let d = backoff.next_delay().unwrap_or(self.cfg.backoff_max);
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 _ = tokio::time::sleep(d) => {}
@@ -443,7 +421,7 @@ impl Intake {
         info: &IndexerInfo,
         resume: &mut u64,
         last_woken: &mut Option<u64>,
-        jitter: &mut Jitter,
+        jitter: &mut SplitMix64,
         wake: &mpsc::Sender<WakeUp>,
         shutdown: &mut S,
     ) -> Result<End, IntakeError> {
@@ -603,22 +581,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_is_capped_and_jittered() {
-        let mut j = Jitter::new(&B256::repeat_byte(1));
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(2);
-        for attempt in 0..40 {
-            let d = backoff_delay(base, max, attempt, &mut j);
-            let cap = base.saturating_mul(1u32 << attempt.min(20)).min(max);
-            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?}");
-        }
-        let a: Vec<_> = (0..8)
-            .map(|_| backoff_delay(base, max, 10, &mut j))
-            .collect();
-        assert!(a.windows(2).any(|w| w[0] != w[1]), "jitter varies");
-    }
 
     #[test]
     fn only_the_replay_depth_refusal_restarts_live() {

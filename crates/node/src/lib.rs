@@ -16,6 +16,7 @@ pub mod intake;
 pub mod mesh;
 pub mod peer;
 pub mod ports;
+mod retry;
 pub mod runtime;
 pub mod state;
 pub mod statedir;

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use crate::intake::{Intake, IntakeConfig, IntakeError, WakeUp};
 use alloy_primitives::{Address, B256};
-use attestmesh_chain::backoff::{Backoff, BackoffPolicy};
 use attestmesh_chain::bindings::IClusterMember;
 use attestmesh_chain::bundler::BundlerClient;
 use attestmesh_chain::paymaster::PaymasterClient;
 use attestmesh_chain::rpc::RpcClient;
 use attestmesh_chain::userop::{UserOpClient, UserOpConfig};
+use attestmesh_core::backoff::{Backoff, BackoffPolicy};
 use attestmesh_core::ids::member_id;
 use attestmesh_core::liveness::{self, Liveness};
 use attestmesh_core::mesh::MeshCidr;
@@ -39,6 +39,7 @@ use crate::mesh::{self, Mesh, MeshSettings};
 use crate::ports::{
     BoxFuture, HistoryError, MessageHistory, SubmitError, Submitted, Submitter, UserOpSubmitter,
 };
+use crate::retry;
 use crate::state::{InboundMessage, MemberView, Phase, Shared};
 use crate::statedir::{StateDir, StateDirError};
 use attestmesh_chain::cluster::{ClusterReader, ReadError};
@@ -242,14 +243,6 @@ pub async fn run_with<A: Attestor + 'static>(
     result
 }
 
-fn transient_policy() -> BackoffPolicy {
-    BackoffPolicy {
-        initial: Duration::from_millis(250),
-        max: Duration::from_secs(10),
-        max_elapsed: Duration::MAX,
-    }
-}
-
 /// What every boot phase reads: the settings, the shared state, the TEE, the stop flag, and
 /// the task list each phase adds its long-running tasks to (joined by [`run`] on the way out).
 struct Boot<'a, A: Attestor> {
@@ -341,7 +334,7 @@ impl<A: Attestor> Boot<'_, A> {
         tracing::info!(member = %member, owner = %keys.owner.address(), "keys derived from the TEE");
         // The member may be bound to its cluster after boot: wait for it.
         let Some(cluster) = or_stop(stop, async {
-            let mut b = Backoff::new(transient_policy());
+            let mut b = Backoff::new(retry::TRANSIENT);
             loop {
                 match view(
                     rpc.as_ref(),
@@ -357,7 +350,7 @@ impl<A: Attestor> Boot<'_, A> {
                         tracing::warn!(%member, error = %e, "reading member.cluster() failed")
                     }
                 }
-                b.wait().await;
+                retry::pause(&mut b).await;
             }
         })
         .await
@@ -454,7 +447,7 @@ impl<A: Attestor> Boot<'_, A> {
         // The view is read at the confirmed block, so our own registration shows up only once it
         // is CONFIRMATIONS deep: wait for it rather than mistake it for a missing record.
         let first_poll = async {
-            let mut b = Backoff::new(transient_policy());
+            let mut b = Backoff::new(retry::TRANSIENT);
             loop {
                 match follower.poll_once().await {
                     Ok(()) => match shared.cluster() {
@@ -466,7 +459,7 @@ impl<A: Attestor> Boot<'_, A> {
                     },
                     Err(e) => tracing::warn!(error = %e, "initial chain poll failed; retrying"),
                 }
-                b.wait().await;
+                retry::pause(&mut b).await;
             }
         };
         let Some(view0) = or_stop(stop, first_poll).await else {
@@ -690,13 +683,13 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut b = Backoff::new(transient_policy());
+    let mut b = Backoff::new(retry::TRANSIENT);
     loop {
         match f().await {
             Ok(v) => return v,
             Err(e) => {
                 tracing::warn!(what, error = %e, attempt = b.attempts(), "retrying");
-                b.wait().await;
+                retry::pause(&mut b).await;
             }
         }
     }
@@ -712,11 +705,10 @@ async fn register<A: Attestor>(
     member: Address,
     submitter: &Arc<dyn Submitter>,
 ) -> Result<(), NodeError> {
-    let mut b = Backoff::new(BackoffPolicy {
-        initial: Duration::from_secs(1),
-        max: Duration::from_secs(30),
-        max_elapsed: Duration::MAX,
-    });
+    let mut b = Backoff::new(BackoffPolicy::forever(
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    ));
     loop {
         match reader.record_of(member).await {
             Ok(Some((rec, owner))) => {
@@ -746,7 +738,7 @@ async fn register<A: Attestor>(
             }
             Err(e) => tracing::warn!(error = %e, "reading our member record failed; retrying"),
         }
-        b.wait().await;
+        retry::pause(&mut b).await;
     }
 }
 

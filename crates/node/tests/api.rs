@@ -22,10 +22,9 @@ use attestmesh_node::state::{
 };
 use attestmesh_proto::agent as pb;
 use attestmesh_proto::agent::agent_client::AgentClient;
-use hyper_util::rt::TokioIo;
 use tokio_stream::StreamExt as _;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 #[derive(Default)]
 struct FakeChain {
@@ -92,17 +91,7 @@ fn msg(block: u64, env: u8) -> InboundMessage {
 }
 
 async fn client(path: PathBuf) -> AgentClient<Channel> {
-    let channel = Endpoint::try_from("http://agent.local")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
-        .await
-        .unwrap();
-    AgentClient::new(channel)
+    AgentClient::new(attestmesh_proto::socket::connect_agent(path).await.unwrap())
 }
 
 struct Fixture {
@@ -426,8 +415,8 @@ async fn peer_events_stream() {
         .await
         .unwrap()
         .into_inner();
-    // Give the server task a moment to subscribe before emitting.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // No pause needed: the handler subscribes before it answers, and the call above returned
+    // only with that answer, so every event emitted from here on reaches the stream.
     for kind in [
         PeerEventKind::Joined,
         PeerEventKind::Up,

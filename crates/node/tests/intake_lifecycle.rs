@@ -87,7 +87,14 @@ async fn indexer_restart_reconnects_and_misses_nothing() {
             >= 1)
         .await
     );
-    tokio::time::sleep(Duration::from_millis(500)).await; // a few failed reconnects
+    // A few failed reconnects (each one a transport teardown) before the Indexer is back.
+    assert!(
+        eventually(Duration::from_secs(10), || it
+            .get(|s| &s.transport_teardowns)
+            >= 3)
+        .await,
+        "the intake kept redialling the stopped Indexer"
+    );
     let ix = w.indexer(0x1d, "ix", Some(addr)).await;
     assert_eq!(ix.pubkey, key, "same TEE identity, same key");
     for b in down {

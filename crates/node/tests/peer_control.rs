@@ -266,9 +266,10 @@ async fn attack_bogus_key_fails_the_commitment_check() {
 #[tokio::test]
 async fn dead_peer_fails_within_the_connect_deadline() {
     let x_b = X25519Secret::from_seed([2; 32]);
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
+    // Bound but not listening, and held: dials are refused, and no one else can take the port.
+    let dead = tokio::net::TcpSocket::new_v4().unwrap();
+    dead.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = dead.local_addr().unwrap();
     let t = std::time::Instant::now();
     let e = peer::request_csk(
         addr,

@@ -2,7 +2,7 @@
 //!
 //! One crate for every `.proto` so the agent, its test clients, and future app SDKs share one
 //! set of types: the app API ([`agent`]), agent-to-agent PeerControl ([`peer`]) and the Indexer
-//! push stream ([`indexer`]).
+//! push stream ([`indexer`]); and the app API's unix-socket transport ([`socket`]).
 
 #![allow(clippy::all, missing_docs)]
 
@@ -10,6 +10,8 @@
 pub mod agent {
     tonic::include_proto!("attestmesh.agent.v1");
 }
+
+pub mod socket;
 
 /// Agent-to-agent control on `<mesh IP>:50051`, inside WireGuard only (DESIGN §8).
 pub mod peer {

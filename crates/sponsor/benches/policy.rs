@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::Address;
 use attestmesh_chain::rpc::RpcClient;
-use attestmesh_sponsor::policy::{Decision, Mode, Policy, PolicyConfig};
+use attestmesh_sponsor::policy::{Decision, Mode, Policy};
 use attestmesh_sponsor::{CounterStore, RpcChainView};
 use common::*;
 
@@ -136,14 +136,7 @@ async fn run() {
     let node = FakeNode::start(state, delay).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(CounterStore::open(&dir.path().join("bench.redb")).expect("store"));
-    let cfg = PolicyConfig::new(
-        CHAIN_ID,
-        entry_point(),
-        MEMBER_FACTORY,
-        CLUSTER_FACTORY,
-        u32::MAX,
-    )
-    .trusting(trusted());
+    let cfg = policy_config(u32::MAX);
     let mut cold_cfg = cfg.clone();
     cold_cfg.positive_ttl = Duration::ZERO;
     cold_cfg.negative_ttl = Duration::ZERO;

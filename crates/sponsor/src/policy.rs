@@ -8,7 +8,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so the cache TTLs are tested on paused time.
+use tokio::time::Instant;
 
 use alloy_primitives::{Address, U256};
 use attestmesh_core::userop::UserOperation;

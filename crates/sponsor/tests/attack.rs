@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use alloy_primitives::U256;
 use attestmesh_core::userop::UserOperation;
-use attestmesh_sponsor::policy::{Policy, PolicyConfig};
+use attestmesh_sponsor::policy::Policy;
 use attestmesh_sponsor::{CounterStore, Service, ServiceConfig, SponsorSigner};
 use common::*;
 use http_body_util::{BodyExt, Full};
@@ -25,14 +25,7 @@ struct Running {
 
 async fn start(db: &Path, cap: u32, rate_limited: bool) -> Running {
     let store = Arc::new(CounterStore::open(db).expect("open db"));
-    let cfg = PolicyConfig::new(
-        CHAIN_ID,
-        entry_point(),
-        MEMBER_FACTORY,
-        CLUSTER_FACTORY,
-        cap,
-    )
-    .trusting(trusted());
+    let cfg = policy_config(cap);
     let policy = Policy::new(cfg, MemView(MemState::fixture()), store);
     let signer = SponsorSigner::from_hex(SIGNER_KEY).expect("key");
     let svc = Service::new(policy, signer, None, ServiceConfig::new(PAYMASTER));

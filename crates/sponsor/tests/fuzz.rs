@@ -10,7 +10,7 @@ use std::sync::Arc;
 use alloy_primitives::{Address, Bytes, U256};
 use attestmesh_fuzzkit::{config, edit, edits, mutate};
 use attestmesh_sponsor::calls::{decode_execute, encode_execute};
-use attestmesh_sponsor::policy::{Policy, PolicyConfig};
+use attestmesh_sponsor::policy::Policy;
 use attestmesh_sponsor::{
     CounterStore, Service, ServiceConfig, SponsorSigner, WebhookSecret, wire,
 };
@@ -135,14 +135,7 @@ proptest! {
 fn service() -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(CounterStore::open(&dir.path().join("db")).expect("store"));
-    let cfg = PolicyConfig::new(
-        CHAIN_ID,
-        entry_point(),
-        MEMBER_FACTORY,
-        CLUSTER_FACTORY,
-        1_000_000,
-    )
-    .trusting(trusted());
+    let cfg = policy_config(1_000_000);
     let policy = Policy::new(cfg, MemView(MemState::fixture()), store);
     let signer = SponsorSigner::from_hex(SIGNER_KEY).expect("key");
     let svc = Service::new(policy, signer, None, ServiceConfig::new(PAYMASTER));

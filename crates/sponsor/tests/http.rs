@@ -13,7 +13,7 @@ use attestmesh_core::userop::{
     PAYMASTER_DATA_OFFSET, SPONSOR_PAYMASTER_AND_DATA_LEN, SponsorPaymasterData,
     sponsor_paymaster_hash,
 };
-use attestmesh_sponsor::policy::{Policy, PolicyConfig};
+use attestmesh_sponsor::policy::Policy;
 use attestmesh_sponsor::server::STUB_SIGNATURE;
 use attestmesh_sponsor::{
     CounterStore, RpcChainView, Service, ServiceConfig, SponsorSigner, WebhookSecret,
@@ -37,18 +37,7 @@ struct Running {
 impl Running {
     async fn start(db: &Path, cap: u32, webhook: bool, state: Arc<MemState>) -> Self {
         let store = Arc::new(CounterStore::open(db).expect("open db"));
-        let policy = Policy::new(
-            PolicyConfig::new(
-                CHAIN_ID,
-                entry_point(),
-                MEMBER_FACTORY,
-                CLUSTER_FACTORY,
-                cap,
-            )
-            .trusting(trusted()),
-            MemView(state.clone()),
-            store,
-        );
+        let policy = Policy::new(policy_config(cap), MemView(state.clone()), store);
         let signer = SponsorSigner::from_hex(SIGNER_KEY).expect("key");
         let secret = webhook.then(|| WebhookSecret::parse(WHSEC).expect("secret"));
         // Unlimited: these tests make many requests from one address (tests/attack.rs checks

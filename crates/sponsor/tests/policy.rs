@@ -26,14 +26,7 @@ fn fixture_with(cap: u32, tweak: impl FnOnce(&mut PolicyConfig)) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(CounterStore::open(&dir.path().join("c.redb")).expect("store"));
     let state = MemState::fixture();
-    let mut cfg = PolicyConfig::new(
-        CHAIN_ID,
-        entry_point(),
-        MEMBER_FACTORY,
-        CLUSTER_FACTORY,
-        cap,
-    )
-    .trusting(trusted());
+    let mut cfg = policy_config(cap);
     tweak(&mut cfg);
     Fixture {
         policy: Policy::new(cfg, MemView(state.clone()), store),
@@ -314,7 +307,7 @@ async fn first_failure_wins_in_documented_order() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn positive_provenance_is_cached_negative_is_short_lived() {
     let f = fixture_with(100, |c| c.negative_ttl = Duration::from_millis(200));
     decide(&f, &good_op(0)).await;
@@ -349,7 +342,12 @@ async fn positive_provenance_is_cached_negative_is_short_lived() {
         .lock()
         .expect("lock")
         .insert(STRANGER, CLUSTER_A);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Still inside the 200 ms negative TTL: the denial stands without a lookup…
+    tokio::time::advance(Duration::from_millis(199)).await;
+    assert_eq!(deny(&f, &stranger).await, DenyReason::SenderNotMember);
+    assert_eq!(f.state.lookups.load(Ordering::Relaxed), l);
+    // …and past it the chain is asked again.
+    tokio::time::advance(Duration::from_millis(2)).await;
     assert!(matches!(
         decide(&f, &stranger).await,
         Decision::Sponsor { .. }

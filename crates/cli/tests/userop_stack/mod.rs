@@ -27,7 +27,7 @@ use attestmesh_tee::kms;
 use crate::support::DevteeProcess;
 
 /// The sponsor service's signing key (test-only).
-pub const SPONSOR_KEY: [u8; 32] = [0x5e; 32];
+pub use attestmesh_testkit::fixtures::SPONSOR_KEY;
 
 pub fn repo() -> PathBuf {
     devstack::repo_root(env!("CARGO_MANIFEST_DIR"))
@@ -48,7 +48,46 @@ pub struct Sponsor {
 }
 
 impl Sponsor {
+    /// Starts `attestmesh sponsor` with `settings` and waits until it answers.
     pub async fn start(settings: attestmesh_sponsor::Settings, log: PathBuf) -> Self {
+        match Self::try_start(settings, log).await {
+            Ok(s) => s,
+            Err(log) => panic!("attestmesh sponsor exited: {log}"),
+        }
+    }
+
+    /// Starts the sponsor on a fresh free port of 127.0.0.1. The process binds the port itself,
+    /// so something may take it between the pick and the bind: then (its log says the address
+    /// is in use) it is started again on another port, up to three times.
+    pub async fn start_on_free_port(
+        mut settings: attestmesh_sponsor::Settings,
+        log: PathBuf,
+    ) -> Self {
+        for _ in 1..3 {
+            settings.listen = (
+                std::net::Ipv4Addr::LOCALHOST,
+                devstack::free_port().unwrap(),
+            )
+                .into();
+            match Self::try_start(settings.clone(), log.clone()).await {
+                Ok(s) => return s,
+                Err(log) if log.to_ascii_lowercase().contains("address already in use") => {}
+                Err(log) => panic!("attestmesh sponsor exited: {log}"),
+            }
+        }
+        settings.listen = (
+            std::net::Ipv4Addr::LOCALHOST,
+            devstack::free_port().unwrap(),
+        )
+            .into();
+        Self::start(settings, log).await
+    }
+
+    /// [`Sponsor::start`], or the log when the process exits during startup.
+    async fn try_start(
+        settings: attestmesh_sponsor::Settings,
+        log: PathBuf,
+    ) -> Result<Self, String> {
         let s = &settings;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_attestmesh"));
         cmd.arg("sponsor")
@@ -115,11 +154,9 @@ impl Sponsor {
                 }
                 Err(e) => {
                     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-                    assert!(
-                        proc.exited().is_none(),
-                        "attestmesh sponsor exited: {}",
-                        log_text()
-                    );
+                    if proc.exited().is_some() {
+                        return Err(log_text());
+                    }
                     assert!(
                         std::time::Instant::now() < deadline,
                         "attestmesh sponsor not ready: {e}; log: {}",
@@ -129,12 +166,12 @@ impl Sponsor {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self {
+        Ok(Self {
             settings,
             url,
             log,
             proc: Some(proc),
-        }
+        })
     }
 
     /// SIGTERM (graceful: the counter database is closed cleanly), then the group is swept.
@@ -267,18 +304,10 @@ impl Stack {
         // From here on, blocks come at a steady pace like on a real chain.
         chain.set_interval_mining(opts.block_time).await.unwrap();
 
-        let key_file = dir.path().join("sponsor.key");
-        std::fs::write(&key_file, alloy_primitives::hex::encode(SPONSOR_KEY)).unwrap();
-        // The sponsor refuses a key file that group or others can read.
-        std::fs::set_permissions(
-            &key_file,
-            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
-        )
-        .unwrap();
-        let sponsor_port = devstack::free_port().unwrap();
-        let sponsor = Sponsor::start(
+        let key_file = attestmesh_testkit::fixtures::sponsor_key_file(dir.path()).unwrap();
+        let sponsor = Sponsor::start_on_free_port(
             attestmesh_sponsor::Settings {
-                listen: format!("127.0.0.1:{sponsor_port}").parse().unwrap(),
+                listen: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
                 rpc_url: chain.url().to_string(),
                 chain_id: rpc.chain_id().await.unwrap(),
                 entry_point,
@@ -302,10 +331,14 @@ impl Stack {
         .await;
 
         let mut alto_cfg = AltoConfig::from_repo(&repo(), chain.url(), &dir.path().join("alto"));
-        alto_cfg.port = Some(devstack::free_port().unwrap());
         let alto = if opts.start_alto {
-            Some(Alto::start(&alto_cfg).await.unwrap())
+            Some(
+                attestmesh_testkit::stack::start_alto(&mut alto_cfg)
+                    .await
+                    .unwrap(),
+            )
         } else {
+            alto_cfg.port = Some(devstack::free_port().unwrap());
             None
         };
         Self {

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use attestmesh_lab::devnet::{self, Devnet, UpConfig};
 use attestmesh_proto::agent::agent_client::AgentClient;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 /// A devnet takes most of a 2-core machine: one at a time across this test binary.
 pub static SERIAL: Mutex<()> = Mutex::new(());
@@ -34,12 +33,10 @@ pub fn exe() -> Option<PathBuf> {
 }
 
 /// The prerequisites, or `None` to skip (failing instead when ATTESTMESH_REQUIRE_LAB is set,
-/// so CI cannot pass by skipping).
+/// so CI cannot pass by skipping: [`attestmesh_testkit::lab`]).
 pub fn prerequisites(agents: bool) -> Option<PathBuf> {
-    let require = std::env::var_os("ATTESTMESH_REQUIRE_LAB").is_some();
     let skip = |why: String| {
-        assert!(!require, "ATTESTMESH_REQUIRE_LAB is set but {why}");
-        eprintln!("skipped: {why}");
+        attestmesh_testkit::lab::skip(why);
         None
     };
     if !attestmesh_lab::available() {
@@ -110,16 +107,5 @@ pub async fn up(exe: PathBuf, nodes: usize, agents: bool) -> TestDevnet {
 
 /// An app API client on a node's agent socket.
 pub async fn client(path: &Path) -> AgentClient<Channel> {
-    let path = path.to_path_buf();
-    let channel = Endpoint::try_from("http://agent.local")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
-        .await
-        .unwrap();
-    AgentClient::new(channel)
+    AgentClient::new(attestmesh_proto::socket::connect_agent(path).await.unwrap())
 }

@@ -18,10 +18,8 @@ use attestmesh_node::config::{Config, LogFormat};
 use attestmesh_node::runtime::{self, Handles};
 use attestmesh_node::state::Shared;
 use attestmesh_proto::agent::agent_client::AgentClient;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Endpoint, Uri};
 
-pub const SPONSOR_KEY: [u8; 32] = [0x5e; 32];
+pub use attestmesh_testkit::fixtures::SPONSOR_KEY;
 
 pub fn repo() -> PathBuf {
     devstack::repo_root(env!("CARGO_MANIFEST_DIR"))
@@ -40,21 +38,10 @@ pub fn prerequisites() -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the root-only e2e tests can run here. When they cannot, they skip with the reason —
-/// unless `ATTESTMESH_REQUIRE_LAB` is set (CI), where a missing prerequisite must fail the run
-/// instead of letting it pass silently.
+/// Whether the root-only e2e tests can run here: when they cannot, they skip with the reason,
+/// or fail under `ATTESTMESH_REQUIRE_LAB` ([`attestmesh_testkit::lab`]).
 pub fn should_run() -> bool {
-    match prerequisites() {
-        Ok(()) => true,
-        Err(why) => {
-            assert!(
-                std::env::var_os("ATTESTMESH_REQUIRE_LAB").is_none(),
-                "ATTESTMESH_REQUIRE_LAB is set but the e2e test cannot run: {why}"
-            );
-            eprintln!("skipping: {why}");
-            false
-        }
-    }
+    attestmesh_testkit::lab::or_skip(prerequisites()).is_some()
 }
 
 pub fn nix_is_root() -> bool {
@@ -125,14 +112,7 @@ pub async fn stack(cidr: MeshCidr) -> Stack {
         .unwrap();
     chain.set_interval_mining(1).await.unwrap();
     let chain_id = rpc.chain_id().await.unwrap();
-    let key_file = dir.path().join("sponsor.key");
-    std::fs::write(&key_file, alloy_primitives::hex::encode(SPONSOR_KEY)).unwrap();
-    // The sponsor refuses a signer key file that group or others can read.
-    std::fs::set_permissions(
-        &key_file,
-        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
-    )
-    .unwrap();
+    let key_file = attestmesh_testkit::fixtures::sponsor_key_file(dir.path()).unwrap();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let settings = attestmesh_sponsor::Settings {
@@ -175,8 +155,9 @@ pub async fn stack(cidr: MeshCidr) -> Stack {
         .unwrap()
         .unwrap();
     let mut alto_cfg = AltoConfig::from_repo(&repo(), chain.url(), &dir.path().join("alto"));
-    alto_cfg.port = Some(devstack::free_port().unwrap());
-    let alto = Alto::start(&alto_cfg).await.unwrap();
+    let alto = attestmesh_testkit::stack::start_alto(&mut alto_cfg)
+        .await
+        .unwrap();
     Stack {
         bundler_url: format!("http://127.0.0.1:{}", alto.port),
         sponsor_url: format!("http://{sponsor_addr}"),
@@ -286,15 +267,5 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 pub async fn app_client(path: PathBuf) -> AgentClient<tonic::transport::Channel> {
-    let ch = Endpoint::try_from("http://agent.local")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
-        .await
-        .unwrap();
-    AgentClient::new(ch)
+    AgentClient::new(attestmesh_proto::socket::connect_agent(path).await.unwrap())
 }

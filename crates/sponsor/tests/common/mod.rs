@@ -14,7 +14,7 @@ use alloy_sol_types::{SolCall, SolValue};
 use attestmesh_core::userop::{ENTRY_POINT_V07, UserOperation};
 use attestmesh_sponsor::calls::encode_execute;
 use attestmesh_sponsor::chain::{ChainError, ChainFees, ChainView};
-use attestmesh_sponsor::policy::TrustSet;
+use attestmesh_sponsor::policy::{PolicyConfig, TrustSet};
 use axum::extract::State;
 use axum::routing::post;
 use serde_json::{Value, json};
@@ -70,6 +70,19 @@ pub const ROGUE_OWNER: Address = Address::repeat_byte(0x0f);
 pub const GWEI: u128 = 1_000_000_000;
 
 /// The operator's trust set of the fixture: clusters A and B.
+/// The policy of the fixture chain: its chain id, entry point and factories, trusting
+/// [`trusted`], with a daily cap of `cap` operations per sender.
+pub fn policy_config(cap: u32) -> PolicyConfig {
+    PolicyConfig::new(
+        CHAIN_ID,
+        entry_point(),
+        MEMBER_FACTORY,
+        CLUSTER_FACTORY,
+        cap,
+    )
+    .trusting(trusted())
+}
+
 pub fn trusted() -> TrustSet {
     TrustSet::clusters([CLUSTER_A, CLUSTER_B])
 }
