@@ -7,11 +7,10 @@
 //! from a local key ([`tx`]: EIP-1559/EIP-155, gas margin, receipt waiting), the contract
 //! bindings ([`bindings`]), revert decoding into our contract errors ([`revert`]), the ERC-4337
 //! v0.7 UserOperation client ([`userop`], over [`bundler`] and the ERC-7677 [`paymaster`]
-//! client, retrying with [`backoff`]), deployment of the AttestMesh infrastructure from compiled
+//! client, retrying with `attestmesh_core::backoff`), deployment of the AttestMesh infrastructure from compiled
 //! artifacts ([`deploy`]) and, behind the `devstack` feature, the local 4337 stack
 //! ([`devstack`]).
 
-pub use attestmesh_core::backoff;
 pub mod bindings;
 pub mod bundler;
 pub mod cluster;

@@ -33,13 +33,13 @@ use alloy_sol_types::SolCall;
 use attestmesh_core::keys::{KeyError, OwnerKey};
 use attestmesh_core::userop::{ENTRY_POINT_V07, UserOperation};
 
-use crate::backoff::{Backoff, BackoffPolicy};
 use crate::bindings::{ClusterMember, EntryPoint, IClusterMember, PackedUserOperation};
 use crate::bundler::{BundlerClient, GasEstimate, UserOpReceipt};
 use crate::paymaster::{PaymasterClient, PaymasterFields, deny_reason};
 use crate::read::{BlockTag, ChainReader, decode_returns};
 use crate::revert::{self, AaCode, ContractError};
 use crate::rpc::{RpcClient, RpcError};
+use attestmesh_core::backoff::{Backoff, BackoffPolicy};
 
 /// A placeholder signature of the final shape for estimation (65 bytes, low `s`, `v = 28`):
 /// the account's ECDSA recovery runs the same path as with the real one, and returns "invalid

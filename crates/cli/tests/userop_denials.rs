@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::SolCall;
-use attestmesh_chain::backoff::BackoffPolicy;
 use attestmesh_chain::bindings::{ClusterMember, IAttestFacet, IMessageFacet, INetworkFacet};
 use attestmesh_chain::deploy;
 use attestmesh_chain::devstack::dev_cluster_args;
 use attestmesh_chain::userop::{NodeAccount, UserOpClient, UserOpConfig, UserOpError};
+use attestmesh_core::backoff::BackoffPolicy;
 use attestmesh_core::mesh::MeshCidr;
 use attestmesh_tee::kms;
 use userop_stack::{Stack, StackOptions, read};

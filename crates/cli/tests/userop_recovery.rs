@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::B256;
 use alloy_sol_types::SolCall;
-use attestmesh_chain::backoff::BackoffPolicy;
 use attestmesh_chain::bindings::INetworkFacet;
 use attestmesh_chain::devstack::Alto;
 use attestmesh_chain::userop::{UserOpConfig, UserOpError};
+use attestmesh_core::backoff::BackoffPolicy;
 use userop_stack::{Stack, StackOptions, read};
 
 /// Local addresses (hex `ip:port` as in /proc/net/tcp) listening on `port`.

@@ -10,6 +10,7 @@ use alloy_sol_types::SolEvent;
 use attestmesh_chain::bindings::{IClusterDiamondFactory, IMessageFacet};
 use attestmesh_chain::read::{Log, LogFilter, logs_split};
 use attestmesh_chain::rpc::RpcError;
+use attestmesh_core::backoff::{Backoff, BackoffPolicy};
 
 use crate::hub::Outgoing;
 use crate::state::{self, State};
@@ -98,22 +99,23 @@ impl Follower {
     /// Indexes until `stop` flips. Errors are logged and retried with backoff: the chain is the
     /// source of truth and will still be there.
     pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut backoff = self.poll.min(Duration::from_millis(200));
+        // The first retry after 400 ms (or the poll interval, if shorter), doubling to 30 s.
+        let initial = self.poll.min(Duration::from_millis(200)) * 2;
+        let mut backoff = Backoff::new(BackoffPolicy::forever(initial, Duration::from_secs(30)));
         loop {
             if *stop.borrow() {
                 return;
             }
             let wait = match self.step().await {
                 Ok(true) => {
-                    backoff = self.poll.min(Duration::from_millis(200));
+                    backoff.reset();
                     continue;
                 }
                 Ok(false) => self.poll,
                 Err(e) => {
                     self.shared.rpc_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "indexing step failed; retrying");
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                    backoff
+                    backoff.next_delay().unwrap_or(self.poll)
                 }
             };
             tokio::select! {
