@@ -189,8 +189,29 @@ pub struct Anvil {
     proc: GroupChild,
 }
 
+/// Fresh ports an [`Anvil::start`] without a fixed port tries before giving up.
+const PORT_ATTEMPTS: usize = 3;
+
 impl Anvil {
+    /// Starts anvil. Without a fixed port it binds a free one; the port is picked a moment
+    /// before anvil binds it, so if anvil exits during startup (another process took the port
+    /// meanwhile) it is started again on a fresh port.
     pub async fn start(cfg: &AnvilConfig) -> Result<Self, StackError> {
+        if cfg.port.is_some() {
+            return Self::start_once(cfg).await;
+        }
+        let mut attempt = 1;
+        loop {
+            let mut fixed = cfg.clone();
+            fixed.port = Some(free_port()?);
+            match Self::start_once(&fixed).await {
+                Err(StackError::Exited { .. }) if attempt < PORT_ATTEMPTS => attempt += 1,
+                r => return r,
+            }
+        }
+    }
+
+    async fn start_once(cfg: &AnvilConfig) -> Result<Self, StackError> {
         if !cfg.bin.exists() {
             return Err(StackError::Missing {
                 what: "anvil",
