@@ -247,6 +247,28 @@ contract SponsorPaymasterTest is EntryPointDeployer {
         paymaster.validatePaymasterUserOp(op, bytes32(0), 0);
     }
 
+    /// @dev ERC-7562 properties of validation, checked directly because no bundler that runs here
+    /// enforces the rules against anvil (DESIGN §10): validation writes no storage, reads only
+    /// the paymaster's own storage (the signer) and nothing of the sender, and returns an empty
+    /// context. Reading its own storage is what requires the paymaster to be staked with the
+    /// EntryPoint on public bundlers, which `cluster deploy-infra` does.
+    function test_erc7562_validationReadsOnlyItsOwnStorageAndWritesNone() public {
+        PackedUserOperation memory op = _recordOp("7562");
+        (uint48 until, uint48 afterTs) = _window();
+        _sponsor(op, paymaster, signerPk, until, afterTs);
+        vm.record();
+        vm.prank(address(entryPoint));
+        (bytes memory context,) = paymaster.validatePaymasterUserOp(op, bytes32(0), 0);
+        (bytes32[] memory reads, bytes32[] memory writes) = vm.accesses(address(paymaster));
+        assertEq(writes.length, 0, "validation writes no storage");
+        assertGt(reads.length, 0, "validation reads the signer: own storage, so a stake is needed");
+        (bytes32[] memory senderReads, bytes32[] memory senderWrites) = vm.accesses(op.sender);
+        assertEq(senderReads.length + senderWrites.length, 0, "no access to the sender's storage");
+        (bytes32[] memory epReads, bytes32[] memory epWrites) = vm.accesses(address(entryPoint));
+        assertEq(epReads.length + epWrites.length, 0, "no access to the EntryPoint's storage");
+        assertEq(context.length, 0, "an empty context: postOp is never called");
+    }
+
     // ---------------------------------------------------------------------------------------------
     // The hash and the validation data
     // ---------------------------------------------------------------------------------------------

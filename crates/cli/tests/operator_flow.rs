@@ -481,9 +481,30 @@ async fn sequence(
             .unwrap(),
         owner
     );
+    // deploy-infra staked the paymaster with the public bundlers' default minimum.
+    let pm = &show["paymaster"];
+    assert_eq!(pm["staked"], json!(true), "{show}");
+    assert_eq!(
+        pm["stake"].as_str().and_then(|s| s.parse::<U256>().ok()),
+        Some(U256::from(10u64).pow(U256::from(18))),
+        "{show}"
+    );
+    assert_eq!(pm["unstakeDelaySec"], json!(86_400), "{show}");
+    assert_eq!(pm["withdrawTime"], json!(0), "{show}");
+    assert!(
+        pm["deposit"]
+            .as_str()
+            .and_then(|s| s.parse::<U256>().ok())
+            .is_some_and(|d| d >= U256::from(10u64).pow(U256::from(18))),
+        "{show}"
+    );
     let (text, _) = ok(am(url, dir, &["show", "--cluster", &c]), "show table");
     assert!(
         text.contains("10.13.0.0/16") && text.contains("devtee development root"),
+        "{text}"
+    );
+    assert!(
+        text.contains("paymaster stake") && text.contains("unstake delay 86400 s"),
         "{text}"
     );
     FlowResult {

@@ -69,6 +69,9 @@ pub struct InfraOptions {
     pub entry_point: Address,
     /// Top the paymaster's EntryPoint deposit up to at least this many wei.
     pub paymaster_deposit: Option<U256>,
+    /// Stake the paymaster with the EntryPoint (public bundlers refuse an unstaked paymaster
+    /// that reads its own storage, ERC-7562); `None` leaves the stake as it is.
+    pub paymaster_stake: Option<PaymasterStake>,
     /// Where log scans start, when the operator knows better than the receipts.
     pub from_block: Option<u64>,
     pub artifacts: ArtifactSource,
@@ -84,6 +87,64 @@ pub struct InfraReport {
     pub deployed: Vec<(String, Address)>,
     /// Wei added to the paymaster deposit.
     pub deposited: Option<U256>,
+    /// The stake added (wei) and the unstake delay set, when `addStake` was sent or planned.
+    pub staked: Option<(U256, u32)>,
+}
+
+/// The stake `deploy-infra` makes sure the paymaster holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymasterStake {
+    /// At least this many wei staked.
+    pub wei: U256,
+    /// An unstake delay of at least this many seconds.
+    pub unstake_delay_sec: u32,
+}
+
+impl PaymasterStake {
+    /// What public bundlers require by default: 1 ETH and a one-day unstake delay (ERC-7562's
+    /// `MIN_UNSTAKE_DELAY` is 86400 s; Alchemy's rundler and Pimlico's alto default to 1 ETH).
+    pub const PUBLIC_BUNDLER_MINIMUM: Self = Self {
+        wei: U256::from_limbs([1_000_000_000_000_000_000, 0, 0, 0]),
+        unstake_delay_sec: 86_400,
+    };
+}
+
+/// The paymaster's funds at the EntryPoint, as `cluster show` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymasterFunds {
+    pub paymaster: Address,
+    /// Wei that pays for sponsored operations.
+    pub deposit: U256,
+    pub staked: bool,
+    /// Wei locked as stake (not spendable on gas).
+    pub stake: U256,
+    pub unstake_delay_sec: u32,
+    /// Non-zero while the stake is unlocking (the stake stops counting for bundlers then).
+    pub withdraw_time: u64,
+}
+
+/// Reads the paymaster's deposit and stake from the EntryPoint.
+pub async fn paymaster_funds(
+    p: &attestmesh_chain::rpc::RpcClient,
+    entry_point: Address,
+    paymaster: Address,
+) -> Result<PaymasterFunds, OpsError> {
+    let info = view(
+        p,
+        entry_point,
+        EntryPoint::getDepositInfoCall { account: paymaster },
+        "EntryPoint.getDepositInfo(paymaster)",
+    )
+    .await?;
+    Ok(PaymasterFunds {
+        paymaster,
+        deposit: info.deposit,
+        staked: info.staked,
+        stake: U256::from(info.stake),
+        unstake_delay_sec: info.unstakeDelaySec,
+        withdraw_time: info.withdrawTime.to::<u64>(),
+    })
 }
 
 struct Step {
@@ -278,6 +339,66 @@ pub async fn deploy_infra(
         }
     }
 
+    let mut staked = None;
+    if let Some(want) = opts.paymaster_stake {
+        let have = if has_code(paymaster).await? {
+            Some(paymaster_funds(&p, opts.entry_point, paymaster).await?)
+        } else {
+            None
+        };
+        let (stake, delay, unlocking) = have.as_ref().map_or((U256::ZERO, 0, false), |f| {
+            (f.stake, f.unstake_delay_sec, f.withdraw_time != 0)
+        });
+        if delay > want.unstake_delay_sec {
+            return Err(OpsError::setting(
+                "--paymaster-unstake-delay",
+                format!(
+                    "the paymaster is staked with a {delay} s unstake delay; the EntryPoint \
+                     cannot lower it to {}",
+                    want.unstake_delay_sec
+                ),
+            ));
+        }
+        if stake < want.wei || delay < want.unstake_delay_sec || unlocking {
+            if let Some(sender) = exec.sender()
+                && sender != opts.owner
+            {
+                return Err(OpsError::setting(
+                    "--paymaster-stake",
+                    format!(
+                        "addStake is owner-only: the paymaster's owner is {}, the sender is \
+                         {sender}; send as the owner, use --print-calldata, or pass \
+                         --paymaster-stake 0",
+                        opts.owner
+                    ),
+                ));
+            }
+            let add = want.wei.saturating_sub(stake);
+            if add.is_zero() && stake.is_zero() {
+                return Err(OpsError::setting(
+                    "--paymaster-stake",
+                    "the EntryPoint refuses a stake of 0 wei",
+                ));
+            }
+            exec.submit(PlannedTx {
+                to: paymaster,
+                value: add,
+                data: Bytes::from(
+                    SponsorPaymaster::addStakeCall {
+                        unstakeDelaySec: want.unstake_delay_sec,
+                    }
+                    .abi_encode(),
+                ),
+                what: format!(
+                    "stake {add} wei more (unstake delay {} s) for SponsorPaymaster {paymaster}",
+                    want.unstake_delay_sec
+                ),
+            })
+            .await?;
+            staked = Some((add, want.unstake_delay_sec));
+        }
+    }
+
     let from_block = match opts.from_block {
         Some(b) => b,
         None => {
@@ -325,6 +446,7 @@ pub async fn deploy_infra(
         found,
         deployed,
         deposited,
+        staked,
     })
 }
 

@@ -104,6 +104,9 @@ impl Devnet {
                 salt: ops_infra::default_salt(),
                 entry_point: ops_infra::ENTRY_POINT_V07,
                 paymaster_deposit: Some(U256::from(PAYMASTER_DEPOSIT_WEI)),
+                // Staked as on Base: public bundlers refuse an unstaked paymaster that reads
+                // its own storage.
+                paymaster_stake: Some(ops_infra::PaymasterStake::PUBLIC_BUNDLER_MINIMUM),
                 from_block: None,
                 artifacts: ArtifactSource::Dir(cfg.repo.join("artifacts")),
             },

@@ -40,6 +40,9 @@ pub struct ClusterInfo {
     pub app_ids: Vec<Address>,
     /// The devtee development KMS root is allowlisted (fine on a dev chain only).
     pub dev_kms_root_allowed: bool,
+    /// The sponsoring paymaster's deposit and stake at the EntryPoint, when the deployments
+    /// record of this chain names them (`None` without a record).
+    pub paymaster: Option<crate::infra::PaymasterFunds>,
 }
 
 /// Reads a cluster. Allowlists are mappings on chain, so they are enumerated from the policy
@@ -49,6 +52,7 @@ pub async fn show(
     chain_id: u64,
     cluster: Address,
     scan_from: u64,
+    paymaster: Option<(Address, Address)>,
 ) -> Result<ClusterInfo, OpsError> {
     if !p
         .has_code(cluster)
@@ -159,6 +163,12 @@ pub async fn show(
         devices,
         kms_roots,
         app_ids,
+        paymaster: match paymaster {
+            Some((entry_point, pm)) => {
+                Some(crate::infra::paymaster_funds(p, entry_point, pm).await?)
+            }
+            None => None,
+        },
     })
 }
 
@@ -276,6 +286,29 @@ pub fn render_info(i: &ClusterInfo) -> String {
         "app ids",
         list(i.app_ids.iter().map(|a| a.to_string()).collect()),
     );
+    match &i.paymaster {
+        Some(f) => {
+            push("paymaster", f.paymaster.to_string());
+            push("paymaster deposit", format!("{} wei", f.deposit));
+            push(
+                "paymaster stake",
+                if f.withdraw_time != 0 {
+                    format!(
+                        "{} wei, unstake delay {} s, UNLOCKING (withdrawable at {}): bundlers treat it as unstaked",
+                        f.stake, f.unstake_delay_sec, f.withdraw_time
+                    )
+                } else if f.staked {
+                    format!("{} wei, unstake delay {} s", f.stake, f.unstake_delay_sec)
+                } else {
+                    "(not staked: public bundlers refuse it; run deploy-infra)".to_string()
+                },
+            );
+        }
+        None => push(
+            "paymaster",
+            "(no deployments record for this chain: pass --deployments-dir)".to_string(),
+        ),
+    }
     let width = rows.values().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = String::new();
     for (k, v) in rows.values() {

@@ -25,6 +25,16 @@ pub struct Args {
     #[arg(long, env = "PAYMASTER_DEPOSIT")]
     paymaster_deposit: Option<String>,
 
+    /// Stake the paymaster with the EntryPoint up to this amount (wei or with a unit). Public
+    /// bundlers refuse an unstaked paymaster that reads its own storage (ERC-7562); the default
+    /// is their usual minimum. `0` leaves the stake as it is.
+    #[arg(long, env = "PAYMASTER_STAKE", default_value = "1ether")]
+    paymaster_stake: String,
+
+    /// Unstake delay of the paymaster's stake, seconds (ERC-7562's minimum is one day).
+    #[arg(long, env = "PAYMASTER_UNSTAKE_DELAY", default_value_t = 86_400)]
+    paymaster_unstake_delay: u32,
+
     /// CREATE2 salt (0x + 64 hex, or a label that is hashed); default keccak256("attestmesh.infra.v1").
     #[arg(long, env = "INFRA_SALT")]
     salt: Option<String>,
@@ -42,6 +52,11 @@ pub struct Args {
     artifacts: Option<PathBuf>,
 }
 
+/// `1.5ether`, `20gwei`, `1000wei`, `1000` (wei); `flag` names the setting in errors.
+pub fn parse_amount_of(flag: &str, s: &str) -> anyhow::Result<U256> {
+    parse_amount(s).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
 /// `1.5ether`, `20gwei`, `1000wei`, `1000` (wei).
 pub fn parse_amount(s: &str) -> anyhow::Result<U256> {
     let s = s.trim();
@@ -57,14 +72,14 @@ pub fn parse_amount(s: &str) -> anyhow::Result<U256> {
     let num = num.trim();
     let (int, frac) = num.split_once('.').unwrap_or((num, ""));
     if int.is_empty() && frac.is_empty() {
-        bail!("--paymaster-deposit: {s:?} has no number");
+        bail!("{s:?} has no number");
     }
     if frac.len() > decimals as usize {
-        bail!("--paymaster-deposit: {s:?} has more decimals than the unit allows");
+        bail!("{s:?} has more decimals than the unit allows");
     }
     let digits = format!("{int}{frac:0<width$}", width = decimals as usize);
     U256::from_str_radix(if digits.is_empty() { "0" } else { &digits }, 10)
-        .with_context(|| format!("--paymaster-deposit: {s:?} is not an amount"))
+        .with_context(|| format!("{s:?} is not an amount"))
 }
 
 pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
@@ -88,8 +103,15 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
         paymaster_deposit: args
             .paymaster_deposit
             .as_deref()
-            .map(parse_amount)
+            .map(|s| parse_amount_of("--paymaster-deposit", s))
             .transpose()?,
+        paymaster_stake: {
+            let wei = parse_amount_of("--paymaster-stake", &args.paymaster_stake)?;
+            (!wei.is_zero()).then_some(infra::PaymasterStake {
+                wei,
+                unstake_delay_sec: args.paymaster_unstake_delay,
+            })
+        },
         from_block: common.from_block,
         artifacts: match args.artifacts {
             Some(dir) => ArtifactSource::Dir(dir),
@@ -111,6 +133,9 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
     }
     if let Some(d) = report.deposited {
         eprintln!("paymaster deposit topped up by {d} wei");
+    }
+    if let Some((wei, delay)) = report.staked {
+        eprintln!("paymaster stake raised by {wei} wei, unstake delay {delay} s");
     }
     let path = report.deployments.save(&common.deployments_dir)?;
     eprintln!(

@@ -193,12 +193,18 @@ impl Common {
         Ok(Deployments::require(&self.deployments_dir, chain_id)?)
     }
 
+    /// The deployments record of `chain_id`, if there is one.
+    fn deployments_record(&self, chain_id: u64) -> anyhow::Result<Option<Deployments>> {
+        Ok(Deployments::load(&self.deployments_dir, chain_id)?)
+    }
+
     /// Where log scans start: the flag, else the deployments record, else genesis.
     fn scan_from(&self, chain_id: u64) -> anyhow::Result<u64> {
         if let Some(b) = self.from_block {
             return Ok(b);
         }
-        Ok(Deployments::load(&self.deployments_dir, chain_id)?
+        Ok(self
+            .deployments_record(chain_id)?
             .map(|d| d.from_block)
             .unwrap_or(0))
     }

@@ -32,7 +32,17 @@ pub async fn run_show(common: &Common, a: ShowArgs) -> anyhow::Result<()> {
         .chain_id()
         .await
         .context("reading eth_chainId from --rpc-url")?;
-    let info = cluster::show(&p, chain_id, a.cluster, common.scan_from(chain_id)?).await?;
+    let paymaster = common
+        .deployments_record(chain_id)?
+        .map(|d| (d.entry_point, d.contracts.sponsor_paymaster));
+    let info = cluster::show(
+        &p,
+        chain_id,
+        a.cluster,
+        common.scan_from(chain_id)?,
+        paymaster,
+    )
+    .await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
