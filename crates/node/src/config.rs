@@ -135,6 +135,11 @@ pub struct NodeArgs {
     #[arg(long, env = "INDEXER_REPRO_SAMPLE_RATE", default_value_t = DEFAULT_INDEXER_REPRO_SAMPLE_RATE)]
     pub indexer_repro_sample_rate: f64,
 
+    /// PEM file of extra CA certificates trusted for an `https://` Indexer endpoint, on top of
+    /// the webpki roots (a dev gateway's CA; production gateways have public certificates).
+    #[arg(long, env = "INDEXER_CA_FILE")]
+    pub indexer_ca_file: Option<PathBuf>,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -196,6 +201,8 @@ pub struct Config {
     pub confirmations: u64,
     pub indexer_registry: Option<Address>,
     pub indexer_repro_sample_rate: f64,
+    /// Extra CA certificates (PEM) for `https://` Indexer endpoints; empty = webpki roots only.
+    pub indexer_ca_pem: Vec<u8>,
     pub log_format: LogFormat,
 }
 
@@ -380,6 +387,24 @@ impl NodeArgs {
                 format!("{} is outside 0.0..=1.0", self.indexer_repro_sample_rate),
             ));
         }
+        let indexer_ca_pem = match &self.indexer_ca_file {
+            None => Vec::new(),
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    bad(
+                        "INDEXER_CA_FILE",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(bad(
+                        "INDEXER_CA_FILE",
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                }
+                pem
+            }
+        };
         Ok(Config {
             paymaster_url: self
                 .paymaster_url
@@ -412,6 +437,7 @@ impl NodeArgs {
             confirmations: self.confirmations,
             indexer_registry: self.indexer_registry,
             indexer_repro_sample_rate: self.indexer_repro_sample_rate,
+            indexer_ca_pem,
             log_format: self.log_format,
         })
     }

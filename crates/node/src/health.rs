@@ -321,6 +321,11 @@ fn healthz(ctx: &Ctx) -> Response<Full<Bytes>> {
         "member_id": me.as_ref().map(|m| m.id.to_string()),
         "member_contract": me.as_ref().map(|m| m.contract.to_string()),
         "mesh_ip": me.as_ref().map(|m| m.mesh_ip.to_string()),
+        // null: no Indexer configured (polling only); false: configured but not subscribed.
+        "indexer_subscribed": ctx
+            .shared
+            .intake_stats()
+            .map(|st| st.subscribed.load(std::sync::atomic::Ordering::Relaxed)),
         "error": s.fatal,
     });
     let code = if s.is_healthy() {
@@ -492,6 +497,12 @@ fn intake_metrics(out: &mut String, stats: Option<&IntakeStats>) {
     let Some(st) = stats else {
         return;
     };
+    let _ = writeln!(
+        out,
+        "# HELP attestmesh_indexer_subscribed 1 while a verified Indexer subscription is open.\n\
+         # TYPE attestmesh_indexer_subscribed gauge\nattestmesh_indexer_subscribed {}",
+        u64::from(st.subscribed.load(std::sync::atomic::Ordering::Relaxed))
+    );
     let get = IntakeStats::get;
     let sessions = get(&st.sessions);
     let counters: [(&str, &str, u64); 7] = [
@@ -755,6 +766,7 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("attestmesh_indexer_pushes_verified_total 5"));
+        assert!(body.contains("attestmesh_indexer_subscribed 0"));
         assert!(body.contains("attestmesh_indexer_resubscribes_total 2"));
         assert!(body.contains("attestmesh_indexer_teardowns_total{reason=\"adversarial\"} 2"));
         assert!(body.contains("# TYPE attestmesh_indexer_teardowns_total counter"));

@@ -81,6 +81,9 @@ pub struct IntakeConfig {
     pub connect_timeout: Duration,
     /// Deadline of one own-RPC call.
     pub rpc_timeout: Duration,
+    /// PEM certificates trusted for `https://` Indexer endpoints besides the webpki roots (a
+    /// dev gateway's CA); empty in production.
+    pub extra_ca_pem: Vec<u8>,
 }
 
 impl IntakeConfig {
@@ -98,6 +101,7 @@ impl IntakeConfig {
             registry_refresh: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(10),
+            extra_ca_pem: Vec::new(),
         }
     }
 }
@@ -159,6 +163,8 @@ pub struct IntakeStats {
     pub last_rejection: Mutex<Option<Rejection>>,
     /// The registry key of the current (or last) session.
     pub current_key: Mutex<Option<B256>>,
+    /// Whether a subscription is open right now (`/healthz`, `attestmesh_indexer_subscribed`).
+    pub subscribed: std::sync::atomic::AtomicBool,
 }
 
 impl IntakeStats {
@@ -239,6 +245,17 @@ pub fn verify_attestation(
         });
     }
     Ok(())
+}
+
+/// TLS for an `https://` Indexer endpoint (reached through the dstack gateway, which
+/// terminates TLS under a public certificate): the webpki roots, plus `extra_ca_pem` (a dev
+/// gateway's CA). The server name is the endpoint's host.
+fn tls_config(extra_ca_pem: &[u8]) -> tonic::transport::ClientTlsConfig {
+    let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+    if !extra_ca_pem.is_empty() {
+        tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(extra_ca_pem));
+    }
+    tls
 }
 
 /// The seed of the intake's jitter stream (reconnect backoff and repro sampling): the clock
@@ -350,15 +367,18 @@ impl Intake {
             let verified_before = IntakeStats::get(&self.stats.pushes_verified);
             let end = match self.read_registry().await {
                 Ok(info) if info.is_set() => {
-                    self.session(
-                        &info,
-                        &mut resume,
-                        &mut last_woken,
-                        backoff.jitter_mut(),
-                        &wake,
-                        &mut shutdown,
-                    )
-                    .await?
+                    let end = self
+                        .session(
+                            &info,
+                            &mut resume,
+                            &mut last_woken,
+                            backoff.jitter_mut(),
+                            &wake,
+                            &mut shutdown,
+                        )
+                        .await;
+                    self.stats.subscribed.store(false, Ordering::Relaxed);
+                    end?
                 }
                 Ok(_) => {
                     tracing::info!(registry = %self.cfg.registry, "no Indexer registered: polling only");
@@ -432,8 +452,16 @@ impl Intake {
             from_block: *resume,
         };
         let connect = async {
-            let ep = tonic::transport::Endpoint::from_shared(info.endpoint.clone())
-                .map_err(|e| End::Transport(format!("registry endpoint {:?}: {e}", info.endpoint)))?
+            let mut ep =
+                tonic::transport::Endpoint::from_shared(info.endpoint.clone()).map_err(|e| {
+                    End::Transport(format!("registry endpoint {:?}: {e}", info.endpoint))
+                })?;
+            if info.endpoint.starts_with("https://") {
+                ep = ep
+                    .tls_config(tls_config(&self.cfg.extra_ca_pem))
+                    .map_err(|e| End::Transport(format!("TLS for {}: {e}", info.endpoint)))?;
+            }
+            let ep = ep
                 .connect_timeout(self.cfg.connect_timeout)
                 .tcp_nodelay(true)
                 // A silently dead Indexer would otherwise hold the session forever.
@@ -466,6 +494,7 @@ impl Intake {
             },
         };
         self.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        self.stats.subscribed.store(true, Ordering::Relaxed);
         tracing::info!(endpoint = %info.endpoint, key = %info.pubkey, from_block = *resume, "subscribed to the Indexer");
         let mut first = true;
         let mut refresh = tokio::time::interval_at(

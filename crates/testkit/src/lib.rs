@@ -5,9 +5,11 @@
 //!   by skipping.
 //! - [`fixtures`]: test keys and files more than one crate's tests need.
 //! - [`stack`]: starting alto, which binds its own port, with a retry on a lost port race.
+//! - [`tls`]: a TLS-terminating front for a plain service, like the dstack gateway's.
 //! - [`wait`]: waiting for a condition with a deadline, the replacement for sleeping and hoping.
 
 pub mod fixtures;
 pub mod lab;
 pub mod stack;
+pub mod tls;
 pub mod wait;

@@ -201,6 +201,7 @@ pub fn config(s: &Stack, dstack: &Path, iface: &str) -> Config {
         indexer_registry: None,
         // As before the setting existed: the e2e tests do not spot-check the Indexer.
         indexer_repro_sample_rate: 0.0,
+        indexer_ca_pem: Vec::new(),
         log_format: LogFormat::Pretty,
     }
 }
