@@ -1,6 +1,12 @@
 //! The dev gateway (DESIGN §6.4): a stand-in for dstack's gateway. It reads the SNI of each
-//! incoming TLS ClientHello, maps `<app id>-<port>s.<domain>` to that node's address and port, and
-//! splices bytes both ways without terminating TLS. TCP only.
+//! incoming TLS ClientHello and routes by dstack's two name forms:
+//! - `<app id>-<port>s.<domain>`: TLS passthrough — bytes are spliced both ways to that node's
+//!   port, the node terminates TLS itself (the WireGuard bridge);
+//! - `<app id>-<port>.<domain>`: the gateway terminates TLS with its certificate (a dev CA's
+//!   `*.<domain>` here, a public one on dstack) and speaks plain TCP to the node's port (the
+//!   Indexer's gRPC, health and metrics). Only when the gateway has a certificate.
+//!
+//! TCP only.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -75,8 +81,9 @@ impl Routes {
         Self::parse(&std::fs::read_to_string(path)?)
     }
 
-    /// Resolves a server name under `domain` to the node's address and port.
-    pub fn resolve(&self, server_name: &str, domain: &str) -> Option<SocketAddr> {
+    /// Resolves a server name under `domain` to the node's address and port, and whether the
+    /// gateway terminates TLS for it.
+    pub fn resolve(&self, server_name: &str, domain: &str) -> Option<Route> {
         let name = server_name.to_ascii_lowercase();
         let domain = domain.trim_matches('.').to_ascii_lowercase();
         let label = name.strip_suffix(&domain)?.strip_suffix('.')?;
@@ -84,13 +91,32 @@ impl Routes {
             return None;
         }
         let (id, port) = label.rsplit_once('-')?;
-        let port: u16 = port.strip_suffix('s')?.parse().ok()?;
+        let (port, terminate) = match port.strip_suffix('s') {
+            Some(p) => (p, false),
+            None => (port, true),
+        };
+        // Digits only: `u16::from_str` would also take a leading `+`.
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let port: u16 = port.parse().ok()?;
         if port == 0 {
             return None;
         }
         let ip = self.0.get(&norm_id(id))?;
-        Some(SocketAddr::new(*ip, port))
+        Some(Route {
+            target: SocketAddr::new(*ip, port),
+            terminate,
+        })
     }
+}
+
+/// Where a connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub target: SocketAddr,
+    /// `<app>-<port>.<domain>`: the gateway terminates TLS; `…s.<domain>`: passthrough.
+    pub terminate: bool,
 }
 
 /// Gateway configuration.
@@ -99,6 +125,9 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     pub domain: String,
     pub routes: Routes,
+    /// The certificate for `*.<domain>` names (see [`crate::tls::terminating_server_config`]);
+    /// `None` refuses the terminating form.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// A bound gateway, so callers can learn the port before serving.
@@ -106,6 +135,7 @@ pub struct Gateway {
     listener: TcpListener,
     domain: String,
     routes: std::sync::Arc<Routes>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Gateway {
@@ -115,6 +145,7 @@ impl Gateway {
             listener,
             domain: cfg.domain,
             routes: std::sync::Arc::new(cfg.routes),
+            tls: cfg.tls.map(tokio_rustls::TlsAcceptor::from),
         })
     }
 
@@ -133,8 +164,9 @@ impl Gateway {
                     Ok((tcp, from)) => {
                         let routes = std::sync::Arc::clone(&self.routes);
                         let domain = self.domain.clone();
+                        let tls = self.tls.clone();
                         conns.spawn(async move {
-                            if let Err(e) = handle(tcp, &routes, &domain).await {
+                            if let Err(e) = handle(tcp, &routes, &domain, tls.as_ref()).await {
                                 tracing::info!(%from, error = %e, "gateway connection closed");
                             }
                         });
@@ -179,9 +211,22 @@ enum ConnError {
     NoSni,
     #[error("no route for {0}")]
     Unknown(String),
+    #[error("{0} asks the gateway to terminate TLS, and it has no certificate")]
+    NoCertificate(String),
+    #[error("TLS handshake for {name}: {source}")]
+    Handshake {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-async fn handle(mut tcp: TcpStream, routes: &Routes, domain: &str) -> Result<(), ConnError> {
+async fn handle(
+    mut tcp: TcpStream,
+    routes: &Routes,
+    domain: &str,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+) -> Result<(), ConnError> {
     tune(&tcp);
     // Refusals end in a reset rather than a polite close.
     let _ = SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
@@ -204,19 +249,95 @@ async fn handle(mut tcp: TcpStream, routes: &Routes, domain: &str) -> Result<(),
     })
     .await
     .map_err(|_| ConnError::Timeout)??;
-    let target = routes
+    let route = routes
         .resolve(&name, domain)
         .ok_or_else(|| ConnError::Unknown(name.clone()))?;
-    let mut up = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target))
-        .await
-        .map_err(|_| ConnError::Io(std::io::ErrorKind::TimedOut.into()))??;
-    tune(&up);
+    let target = route.target;
+    if route.terminate {
+        let acceptor = tls.ok_or_else(|| ConnError::NoCertificate(name.clone()))?;
+        // The ClientHello already read is replayed into the handshake.
+        let replay = Replay {
+            head: std::mem::take(&mut head),
+            pos: 0,
+            inner: tcp,
+        };
+        let mut client = tokio::time::timeout(HELLO_TIMEOUT, acceptor.accept(replay))
+            .await
+            .map_err(|_| ConnError::Timeout)?
+            .map_err(|source| ConnError::Handshake {
+                name: name.clone(),
+                source,
+            })?;
+        let mut up = connect(target).await?;
+        let _ = SockRef::from(&client.get_ref().0.inner).set_linger(None);
+        tracing::debug!(%name, %target, "terminating TLS");
+        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut up, SPLICE_BUF, SPLICE_BUF)
+            .await?;
+        return Ok(());
+    }
+    let mut up = connect(target).await?;
     // Spliced connections close normally from here on.
     let _ = SockRef::from(&tcp).set_linger(None);
     up.write_all(&head).await?;
     tracing::debug!(%name, %target, "splicing");
     tokio::io::copy_bidirectional_with_sizes(&mut tcp, &mut up, SPLICE_BUF, SPLICE_BUF).await?;
     Ok(())
+}
+
+async fn connect(target: SocketAddr) -> Result<TcpStream, ConnError> {
+    let up = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target))
+        .await
+        .map_err(|_| ConnError::Io(std::io::ErrorKind::TimedOut.into()))??;
+    tune(&up);
+    Ok(up)
+}
+
+/// A connection whose first bytes (the ClientHello the router read) are served again.
+struct Replay {
+    head: Vec<u8>,
+    pos: usize,
+    inner: TcpStream,
+}
+
+impl tokio::io::AsyncRead for Replay {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.pos < this.head.len() {
+            let n = buf.remaining().min(this.head.len() - this.pos);
+            buf.put_slice(&this.head[this.pos..this.pos + n]);
+            this.pos += n;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Replay {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
@@ -230,18 +351,30 @@ mod tests {
             "# app id            address\n0xABCDEF01 10.0.0.2\n1234 fd00::1  # v6\n\n",
         )
         .unwrap();
+        let pass = |a: &str| {
+            Some(Route {
+                target: a.parse().unwrap(),
+                terminate: false,
+            })
+        };
         assert_eq!(
             routes.resolve("abcdef01-51900s.mesh.test", "mesh.test"),
-            Some("10.0.0.2:51900".parse().unwrap())
+            pass("10.0.0.2:51900")
         );
         assert_eq!(
             routes.resolve("1234-443s.Mesh.Test", ".mesh.test."),
-            Some("[fd00::1]:443".parse().unwrap())
+            pass("[fd00::1]:443")
         );
         assert_eq!(
             routes.resolve("abcdef01-51900.mesh.test", "mesh.test"),
-            None
+            Some(Route {
+                target: "10.0.0.2:51900".parse().unwrap(),
+                terminate: true
+            })
         );
+        assert_eq!(routes.resolve("abcdef01-+80.mesh.test", "mesh.test"), None);
+        assert_eq!(routes.resolve("abcdef01-s.mesh.test", "mesh.test"), None);
+        assert_eq!(routes.resolve("abcdef01-0.mesh.test", "mesh.test"), None);
         assert_eq!(routes.resolve("abcdef01-0s.mesh.test", "mesh.test"), None);
         assert_eq!(routes.resolve("nope-51900s.mesh.test", "mesh.test"), None);
         assert_eq!(

@@ -22,6 +22,8 @@ pub enum TlsError {
     Rcgen(#[from] rcgen::Error),
     #[error("tls config: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("PEM: {0}")]
+    Pem(String),
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -37,6 +39,62 @@ pub fn server_config() -> Result<Arc<ServerConfig>, TlsError> {
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)?;
+    Ok(Arc::new(cfg))
+}
+
+/// A development CA and the wildcard certificate `*.<domain>` it signs. The dev gateway
+/// terminates TLS with the leaf for `<app>-<port>.<domain>` names, as dstack's gateway does with
+/// its public certificate; agents and operators trust the CA instead of a public root.
+#[derive(Debug, Clone)]
+pub struct DevCa {
+    pub ca_pem: String,
+    pub leaf_pem: String,
+    pub leaf_key_pem: String,
+}
+
+/// Generates a fresh [`DevCa`] for `domain`.
+pub fn dev_ca(domain: &str) -> Result<DevCa, TlsError> {
+    let domain = domain.trim_matches('.');
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "AttestMesh devnet gateway CA");
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca_key = rcgen::KeyPair::generate()?;
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let leaf = rcgen::CertificateParams::new(vec![format!("*.{domain}")])?;
+    let leaf_key = rcgen::KeyPair::generate()?;
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key)?;
+    Ok(DevCa {
+        ca_pem: ca_cert.pem(),
+        leaf_pem: leaf_cert.pem(),
+        leaf_key_pem: leaf_key.serialize_pem(),
+    })
+}
+
+/// The server side of the gateway's terminating form: the certificate chain and key from PEM,
+/// ALPN `h2` (gRPC) then `http/1.1` (health, metrics), spoken on to the node in the clear.
+pub fn terminating_server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem(format!("certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem("no certificate".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| TlsError::Pem(format!("private key: {e}")))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
@@ -113,6 +171,21 @@ mod tests {
         let a = identity_alpn("abc-51900s.mesh.test");
         assert_eq!(host_from_alpn(&a), Some("abc-51900s.mesh.test"));
         assert_eq!(host_from_alpn(b"h2"), None);
+    }
+
+    #[test]
+    fn dev_ca_leaf_serves_and_bad_pem_is_refused() {
+        let ca = dev_ca("mesh.test.").unwrap();
+        assert!(ca.ca_pem.contains("BEGIN CERTIFICATE"));
+        terminating_server_config(ca.leaf_pem.as_bytes(), ca.leaf_key_pem.as_bytes()).unwrap();
+        assert!(matches!(
+            terminating_server_config(b"", ca.leaf_key_pem.as_bytes()),
+            Err(TlsError::Pem(_))
+        ));
+        assert!(matches!(
+            terminating_server_config(ca.leaf_pem.as_bytes(), b"junk"),
+            Err(TlsError::Pem(_))
+        ));
     }
 
     #[test]

@@ -31,7 +31,7 @@ proptest! {
         let r = routes();
         // Arbitrary names never panic, and an answer is always one of the routed addresses.
         for (n, d) in [(name.as_str(), domain.as_str()), (name.as_str(), "mesh.test")] {
-            if let Some(a) = r.resolve(n, d) {
+            if let Some(a) = r.resolve(n, d).map(|r| r.target) {
                 let ip = a.ip();
                 prop_assert!(ip == IpAddr::from([10, 0, 0, 2]) || ip == "fd00::1".parse::<IpAddr>().unwrap());
                 prop_assert!(a.port() != 0);
@@ -39,18 +39,23 @@ proptest! {
         }
         // A valid name resolves to exactly its route and port.
         let valid = format!("abcdef01-{port}s.mesh.test");
-        prop_assert_eq!(r.resolve(&valid, "mesh.test"), Some(SocketAddr::from(([10, 0, 0, 2], port))));
+        prop_assert_eq!(r.resolve(&valid, "mesh.test").map(|r| (r.target, r.terminate)), Some((SocketAddr::from(([10, 0, 0, 2], port)), false)));
         // Mutations of it resolve only to a route, under the domain, with the port they name
-        // (u16 parsing, so `0001` and `+1` name port 1 as well).
+        // (digits only, so `0001` names port 1 as well), terminated exactly when the `s` is gone.
         let m = mutate(valid.into_bytes(), &edits);
         let m = String::from_utf8_lossy(&m);
-        if let Some(a) = r.resolve(&m, "mesh.test") {
+        if let Some(route) = r.resolve(&m, "mesh.test") {
+            let a = route.target;
             let lower = m.to_ascii_lowercase();
             let label = lower.strip_suffix(".mesh.test");
             prop_assert!(label.is_some(), "{} -> {}", m, a);
-            let named = label
-                .and_then(|l| l.rsplit_once('-'))
-                .and_then(|(_, p)| p.strip_suffix('s')?.parse::<u16>().ok());
+            let port_text = label.and_then(|l| l.rsplit_once('-')).map(|(_, p)| p);
+            let passthrough = port_text.is_some_and(|p| p.ends_with('s'));
+            prop_assert_eq!(route.terminate, !passthrough, "{} -> {:?}", m, route);
+            let named = port_text
+                .map(|p| p.strip_suffix('s').unwrap_or(p))
+                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u16>().ok());
             prop_assert_eq!(named, Some(a.port()), "{} -> {}", m, a);
         }
     }

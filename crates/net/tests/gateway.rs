@@ -37,10 +37,18 @@ async fn tls_echo() -> u16 {
 }
 
 async fn gateway(routes: Routes) -> SocketAddr {
+    gateway_with(routes, None).await
+}
+
+async fn gateway_with(
+    routes: Routes,
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+) -> SocketAddr {
     let gw = Gateway::bind(GatewayConfig {
         listen: (Ipv4Addr::LOCALHOST, 0).into(),
         domain: "mesh.test".into(),
         routes,
+        tls,
     })
     .await
     .unwrap();
@@ -106,4 +114,96 @@ async fn unknown_sni_and_non_tls_are_closed() {
     assert!(matches!(r, Ok(0) | Err(_)));
     // The gateway still serves good names afterwards.
     assert!(dial(gw, &format!("aa-{port}s.mesh.test")).await.is_ok());
+}
+
+/// A plain (no TLS) TCP echo server, like a node's gRPC or health port behind the gateway's
+/// terminating form.
+async fn plain_echo() -> u16 {
+    let l = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+/// A client that trusts only `ca_pem` (no "accept anything": the certificate is checked).
+async fn dial_verified(
+    gw: SocketAddr,
+    sni: &str,
+    ca_pem: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(gw).await?;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp),
+    )
+    .await
+    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+#[tokio::test]
+async fn terminates_tls_for_the_dstack_app_port_form_under_its_dev_ca() {
+    let plain = plain_echo().await;
+    let tls_port = tls_echo().await;
+    let ca = tls::dev_ca("mesh.test").unwrap();
+    let cfg =
+        tls::terminating_server_config(ca.leaf_pem.as_bytes(), ca.leaf_key_pem.as_bytes()).unwrap();
+    let mut routes = Routes::new();
+    routes.insert("0xDEADBEEF", IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let gw = gateway_with(routes, Some(cfg)).await;
+
+    // `<app>-<port>.<domain>`: TLS ends at the gateway (the client verifies the dev CA's
+    // wildcard certificate), the node's port sees plain bytes.
+    let mut s = dial_verified(gw, &format!("deadbeef-{plain}.mesh.test"), &ca.ca_pem)
+        .await
+        .unwrap();
+    let payload: Vec<u8> = (0..100_000u32).map(|i| (i * 13 + 1) as u8).collect();
+    let (mut r, mut w) = tokio::io::split(&mut s);
+    let send = payload.clone();
+    let writer = async move {
+        w.write_all(&send).await.unwrap();
+        w.flush().await.unwrap();
+    };
+    let reader = async move {
+        let mut back = vec![0u8; payload.len()];
+        r.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, payload);
+    };
+    tokio::join!(writer, reader);
+
+    // A client that trusts another CA is refused by its own verification.
+    let other = tls::dev_ca("mesh.test").unwrap();
+    assert!(
+        dial_verified(gw, &format!("deadbeef-{plain}.mesh.test"), &other.ca_pem)
+            .await
+            .is_err()
+    );
+    // The passthrough form still reaches the node's own TLS on the same gateway.
+    assert!(
+        dial(gw, &format!("deadbeef-{tls_port}s.mesh.test"))
+            .await
+            .is_ok()
+    );
 }

@@ -84,6 +84,10 @@ pub struct IntakeConfig {
     /// PEM certificates trusted for `https://` Indexer endpoints besides the webpki roots (a
     /// dev gateway's CA); empty in production.
     pub extra_ca_pem: Vec<u8>,
+    /// `GATEWAY_CONNECT` with the gateway domain: an Indexer endpoint whose host is under that
+    /// domain is dialled at this address instead (local runs without DNS), keeping its name
+    /// for TLS. `None` in production.
+    pub gateway_connect: Option<(String, std::net::SocketAddr)>,
 }
 
 impl IntakeConfig {
@@ -102,6 +106,7 @@ impl IntakeConfig {
             connect_timeout: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(10),
             extra_ca_pem: Vec::new(),
+            gateway_connect: None,
         }
     }
 }
@@ -245,6 +250,19 @@ pub fn verify_attestation(
         });
     }
     Ok(())
+}
+
+/// The address to dial instead of `uri`'s host, when `GATEWAY_CONNECT` is set and the host is
+/// under the gateway domain.
+fn dial_override(
+    gateway: &Option<(String, std::net::SocketAddr)>,
+    uri: &tonic::transport::Uri,
+) -> Option<std::net::SocketAddr> {
+    let (domain, addr) = gateway.as_ref()?;
+    let host = uri.host()?.to_ascii_lowercase();
+    let domain = domain.trim_matches('.').to_ascii_lowercase();
+    host.strip_suffix(&domain)?.strip_suffix('.')?;
+    Some(*addr)
 }
 
 /// TLS for an `https://` Indexer endpoint (reached through the dstack gateway, which
@@ -468,10 +486,20 @@ impl Intake {
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(5))
                 .keep_alive_while_idle(true);
-            let ch = ep
-                .connect()
-                .await
-                .map_err(|e| End::Transport(format!("connect {}: {e}", info.endpoint)))?;
+            let ch = match dial_override(&self.cfg.gateway_connect, ep.uri()) {
+                Some(addr) => {
+                    ep.connect_with_connector(tower::service_fn(
+                        move |_: tonic::transport::Uri| async move {
+                            tokio::net::TcpStream::connect(addr)
+                                .await
+                                .map(hyper_util::rt::TokioIo::new)
+                        },
+                    ))
+                    .await
+                }
+                None => ep.connect().await,
+            }
+            .map_err(|e| End::Transport(format!("connect {}: {e}", info.endpoint)))?;
             let mut client = pb::indexer_client::IndexerClient::new(ch);
             client
                 .subscribe(hello)

@@ -641,6 +641,9 @@ impl<A: Attestor> Boot<'_, A> {
         ic.allow_simulated_quotes = runs_on_simulated_tee(attestor.as_ref()).await;
         ic.repro_sample_rate = cfg.indexer_repro_sample_rate;
         ic.extra_ca_pem = cfg.indexer_ca_pem.clone();
+        ic.gateway_connect = cfg
+            .gateway_connect
+            .map(|addr| (cfg.gateway_domain.clone(), addr));
         let intake = Intake::new(ic)?;
         follower.shared().set_intake_stats(intake.stats());
         // Room for a burst of one wake-up per block; the intake waits (never drops) when it is full,

@@ -1,6 +1,7 @@
 //! `attestmesh gateway`: the dev stand-in for the dstack gateway (DESIGN §6.4). Routes each TLS
-//! connection by its SNI `<app id>-<port>s.<domain>` to the node's address and splices bytes
-//! without terminating TLS. Local runs and the lab only.
+//! connection by its SNI: `<app id>-<port>s.<domain>` is spliced to the node without terminating
+//! TLS; `<app id>-<port>.<domain>` is terminated with `--tls-cert-file`/`--tls-key-file` (a dev
+//! CA's `*.<domain>` certificate) and forwarded in the clear. Local runs and the lab only.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -25,6 +26,15 @@ pub struct Args {
     /// A route file: `<app id> <node address>` per line, `#` comments.
     #[arg(long, env = "GATEWAY_ROUTE_FILE")]
     pub route_file: Option<PathBuf>,
+
+    /// PEM certificate chain for `*.<domain>`: enables the terminating form
+    /// `<app id>-<port>.<domain>` (with --tls-key-file).
+    #[arg(long, env = "GATEWAY_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "GATEWAY_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -43,10 +53,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("--route {r}: bad address"))?;
         routes.insert(id, addr);
     }
+    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &PathBuf, what: &str| {
+                std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()))
+            };
+            Some(
+                attestmesh_net::tls::terminating_server_config(
+                    &read(cert, "certificate")?,
+                    &read(key, "private key")?,
+                )
+                .context("--tls-cert-file / --tls-key-file")?,
+            )
+        }
+        _ => None,
+    };
     let config = GatewayConfig {
         listen: args.listen,
         domain: args.domain.clone(),
         routes,
+        tls,
     };
     tracing::info!(listen = %args.listen, domain = %args.domain, "dev gateway starting");
     run_gateway(config, super::shutdown_signal()).await?;

@@ -172,6 +172,7 @@ async fn gateway(a: &Args) -> Res<()> {
         listen: parse("listen", a.req("listen")?)?,
         domain: a.req("domain")?.to_owned(),
         routes,
+        tls: None,
     };
     let gw = attestmesh_net::gateway::Gateway::bind(cfg)
         .await
