@@ -145,6 +145,32 @@ async fn csk_messages_tcp_join_crash_and_restart_async() {
     let mut t: TestDevnet = up(exe, 3, true).await;
     let interval = Duration::from_millis(t.dn.state.heartbeat_interval_ms);
 
+    // 0. As on dstack, every agent reaches the Indexer only through the gateway, over TLS it
+    //    terminates under the devnet's CA, and says so in /healthz.
+    let endpoint =
+        t.dn.state
+            .indexer_url
+            .clone()
+            .expect("the devnet runs an Indexer");
+    assert!(
+        endpoint.starts_with("https://") && endpoint.ends_with(devnet::GATEWAY_DOMAIN),
+        "{endpoint}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..3 {
+        loop {
+            let sub = t.dn.health(i).map(|(_, v)| v["indexer_subscribed"].clone());
+            if sub == Some(serde_json::Value::Bool(true)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} not subscribed to the Indexer at {endpoint}: {sub:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     // 1. One CSK everywhere, and none of it on chain.
     let key = csk(&t.dn, 0).await;
     for i in 1..3 {

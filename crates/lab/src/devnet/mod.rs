@@ -249,6 +249,11 @@ impl Devnet {
         self.state.dir.join("logs").join(format!("{name}.log"))
     }
 
+    /// The dev gateway's CA certificate (PEM), trusted by the agents.
+    fn gateway_ca_file(&self) -> std::path::PathBuf {
+        self.state.dir.join("gateway-ca.pem")
+    }
+
     fn services_url(&self, port: u16) -> String {
         format!("http://{}:{port}", self.state.services_addr)
     }

@@ -174,6 +174,10 @@ impl Devnet {
             && let Some(r) = s.contracts.indexer_registry
         {
             argv.extend(["--indexer-registry".into(), r.to_string()]);
+            argv.extend([
+                "--indexer-ca-file".into(),
+                self.gateway_ca_file().display().to_string(),
+            ]);
         }
         Ok(argv)
     }

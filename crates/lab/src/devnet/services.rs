@@ -197,7 +197,12 @@ impl Devnet {
                 &dstack.display().to_string(),
             ],
         )?;
-        let endpoint = self.services_url(INDEXER_GRPC_PORT);
+        // As on dstack: the Indexer's CVM is reached only through the gateway, which terminates
+        // TLS for `<app id>-<port>.<domain>` (the app id is the registry, like its devtee's).
+        let endpoint = format!(
+            "https://{}-{INDEXER_GRPC_PORT}.{GATEWAY_DOMAIN}",
+            alloy_primitives::hex::encode(registry)
+        );
         let pubkey: B256 = pubkey
             .trim()
             .parse()
@@ -227,8 +232,27 @@ impl Devnet {
             let (_, addr) = netns::node_link_addrs(i)?;
             routes.push_str(&format!("{member:x} {addr}\n"));
         }
+        if let Some(registry) = self.state.contracts.indexer_registry
+            && self.state.indexer_url.is_some()
+        {
+            routes.push_str(&format!(
+                "# the Indexer (its app id is the registry)\n{registry:x} {}\n",
+                self.state.services_addr
+            ));
+        }
         let file = self.state.dir.join("gateway.routes");
         std::fs::write(&file, routes)?;
+        // The gateway's dev CA: it terminates `<app>-<port>.<domain>` under `*.<domain>`;
+        // agents trust the CA (INDEXER_CA_FILE) as they trust a real gateway's public root.
+        let ca = attestmesh_net::tls::dev_ca(GATEWAY_DOMAIN)
+            .map_err(|e| DevnetError::Setup(format!("gateway dev CA: {e}")))?;
+        let (cert, key) = (
+            self.state.dir.join("gateway-cert.pem"),
+            self.state.dir.join("gateway-key.pem"),
+        );
+        std::fs::write(self.gateway_ca_file(), &ca.ca_pem)?;
+        std::fs::write(&cert, &ca.leaf_pem)?;
+        attestmesh_atomicfile::write(&key, ca.leaf_key_pem.as_bytes(), 0o600)?;
         let argv = vec![
             self.exe(),
             "gateway".into(),
@@ -238,6 +262,10 @@ impl Devnet {
             GATEWAY_DOMAIN.into(),
             "--route-file".into(),
             file.display().to_string(),
+            "--tls-cert-file".into(),
+            cert.display().to_string(),
+            "--tls-key-file".into(),
+            key.display().to_string(),
         ];
         let rec = self.spawn_service("gateway", argv, vec![("LOG".into(), "info".into())])?;
         let at = sock(self.state.services_addr, GATEWAY_PORT);
