@@ -84,14 +84,15 @@ pub struct Follower {
 }
 
 impl Follower {
-    pub fn new(shared: Arc<Shared>, cfg: &Config, state: State) -> Self {
+    /// `confirmations` is the resolved depth (the configured one or the chain's default).
+    pub fn new(shared: Arc<Shared>, cfg: &Config, confirmations: u64, state: State) -> Self {
         Self {
             shared,
             factory: cfg.cluster_factory,
             state_dir: cfg.state_dir.clone(),
             batch_size: cfg.batch_size,
             poll: cfg.poll_interval,
-            confirmations: cfg.confirmations,
+            confirmations,
             state,
         }
     }

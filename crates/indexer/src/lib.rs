@@ -45,8 +45,9 @@ pub struct Config {
     /// Blocks per `eth_getLogs` page.
     pub batch_size: u64,
     pub poll_interval: Duration,
-    /// Blocks behind the head to stay (0 on a dev chain).
-    pub confirmations: u64,
+    /// Blocks behind the head to stay; `None`: the chain's default
+    /// ([`attestmesh_core::chains::default_confirmations`] of the RPC's `eth_chainId`).
+    pub confirmations: Option<u64>,
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub state_dir: PathBuf,
@@ -79,7 +80,7 @@ impl Config {
             start_block: 0,
             batch_size: 1000,
             poll_interval: Duration::from_millis(1000),
-            confirmations: 0,
+            confirmations: None,
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             state_dir,
@@ -101,6 +102,10 @@ pub enum IndexerError {
     Rpc(#[from] attestmesh_chain::rpc::RpcError),
     #[error("TEE: {0}")]
     Tee(#[from] attestmesh_tee::client::AgentError),
+    #[error(
+        "cannot read eth_chainId to pick the default confirmation depth (or set INDEXER_CONFIRMATIONS): {0}"
+    )]
+    ChainId(#[source] attestmesh_chain::rpc::RpcError),
     #[error("TEE quote is not hex: {0}")]
     QuoteHex(String),
     #[error(transparent)]
@@ -168,6 +173,13 @@ impl Indexer {
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(|e| IndexerError::StateDir(cfg.state_dir.clone(), e))?;
         let rpc = RpcClient::new(&cfg.rpc_url)?.with_timeout(Duration::from_secs(20));
+        let confirmations = match cfg.confirmations {
+            Some(n) => n,
+            None => {
+                let id = rpc.chain_id().await.map_err(IndexerError::ChainId)?;
+                attestmesh_core::chains::default_confirmations(id)
+            }
+        };
         let tee = GuestAgentClient::new(&cfg.dstack_socket);
         let key = derive_key(&tee).await?;
         let pubkey = key.public();
@@ -220,8 +232,8 @@ impl Indexer {
         };
         let grpc_addr = local(&grpc, "gRPC", cfg.grpc_listen)?;
         let http_addr = local(&http, "HTTP", cfg.http_listen)?;
-        let follower = follower::Follower::new(shared.clone(), &cfg, st);
-        tracing::info!(%grpc_addr, %http_addr, pubkey = %pubkey, "indexer bound");
+        let follower = follower::Follower::new(shared.clone(), &cfg, confirmations, st);
+        tracing::info!(%grpc_addr, %http_addr, pubkey = %pubkey, confirmations, "indexer bound");
         Ok(Self {
             grpc_addr,
             http_addr,

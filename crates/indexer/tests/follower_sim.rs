@@ -130,7 +130,7 @@ async fn discovers_clusters_and_pushes_signed_logs_to_their_recipient_only() {
     message(&chain, me, 0x03);
     chain.mine();
 
-    let mut f = Follower::new(sh.clone(), &config(dir.path()), fresh());
+    let mut f = Follower::new(sh.clone(), &config(dir.path()), 0, fresh());
     catch_up(&mut f).await;
     assert_eq!(sh.cluster_count.load(Ordering::Relaxed), 1);
 
@@ -168,7 +168,7 @@ async fn a_capped_provider_and_a_restart_lose_and_repeat_nothing() {
     let sh = shared(chain.clone());
     let (reg, _) = sh.hub.subscribe(CLUSTER, me, 0).unwrap();
     let mut stream = PushStream::new(reg, None, pb::Attestation::default());
-    let mut f = Follower::new(sh.clone(), &config(dir.path()), fresh());
+    let mut f = Follower::new(sh.clone(), &config(dir.path()), 0, fresh());
     catch_up(&mut f).await;
     let mut seen = Vec::new();
     for _ in 0..6 {
@@ -183,7 +183,7 @@ async fn a_capped_provider_and_a_restart_lose_and_repeat_nothing() {
     let (reg2, _) = sh2.hub.subscribe(CLUSTER, me, 0).unwrap();
     let mut stream2 = PushStream::new(reg2, None, pb::Attestation::default());
     let st = state::load(dir.path(), FACTORY).unwrap().unwrap();
-    let mut f2 = Follower::new(sh2.clone(), &config(dir.path()), st);
+    let mut f2 = Follower::new(sh2.clone(), &config(dir.path()), 0, st);
     catch_up(&mut f2).await;
     let p = next(&mut stream2).await;
     assert_eq!(p.event.unwrap().topics[3][31], 0x20, "only the new log");

@@ -40,6 +40,11 @@ pub struct NodeArgs {
     #[arg(long, env = "PAYMASTER_URL")]
     pub paymaster_url: Option<String>,
 
+    /// ERC-7677 `context` sent with every paymaster request, a JSON object — e.g. a hosted
+    /// paymaster's policy: `{"sponsorshipPolicyId":"sp_…"}`. Default `{}`.
+    #[arg(long, env = "PAYMASTER_CONTEXT")]
+    pub paymaster_context: Option<String>,
+
     /// Chain id; checked against the RPC's eth_chainId at boot.
     #[arg(long, env = "CHAIN_ID")]
     pub chain_id: u64,
@@ -122,9 +127,10 @@ pub struct NodeArgs {
     #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 10_000)]
     pub poll_interval_ms: u64,
 
-    /// Blocks an event must be buried under before the agent acts on it.
-    #[arg(long, env = "CONFIRMATIONS", default_value_t = 0)]
-    pub confirmations: u64,
+    /// Blocks an event must be buried under before the agent acts on it. Default per chain id:
+    /// 0 on anvil (31337) and geth dev (1337), 10 on Base, Base Sepolia and any other chain.
+    #[arg(long, env = "CONFIRMATIONS")]
+    pub confirmations: Option<u64>,
 
     /// IndexerRegistry contract; none = chain polling only.
     #[arg(long, env = "INDEXER_REGISTRY")]
@@ -183,6 +189,8 @@ pub struct Config {
     pub rpc_url: String,
     pub bundler_url: String,
     pub paymaster_url: String,
+    /// The ERC-7677 context object sent to the paymaster.
+    pub paymaster_context: serde_json::Value,
     pub chain_id: u64,
     pub entry_point: Address,
     pub gateway_domain: String,
@@ -204,6 +212,27 @@ pub struct Config {
     /// Extra CA certificates (PEM) for `https://` Indexer endpoints; empty = webpki roots only.
     pub indexer_ca_pem: Vec<u8>,
     pub log_format: LogFormat,
+}
+
+/// Largest `PAYMASTER_CONTEXT` accepted: a policy id and a few fields, not a document.
+pub const MAX_PAYMASTER_CONTEXT_BYTES: usize = 4096;
+
+/// Parses `PAYMASTER_CONTEXT`: a JSON object (ERC-7677 leaves its contents to the paymaster).
+pub fn parse_paymaster_context(text: &str) -> Result<serde_json::Value, ConfigError> {
+    if text.len() > MAX_PAYMASTER_CONTEXT_BYTES {
+        return Err(bad(
+            "PAYMASTER_CONTEXT",
+            format!("{} bytes exceeds {MAX_PAYMASTER_CONTEXT_BYTES}", text.len()),
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err(bad(
+            "PAYMASTER_CONTEXT",
+            r#"must be a JSON object, e.g. {"sponsorshipPolicyId":"sp_…"}"#,
+        )),
+        Err(e) => Err(bad("PAYMASTER_CONTEXT", format!("not JSON: {e}"))),
+    }
 }
 
 fn check_rpc_url(setting: &'static str, url: &str) -> Result<(), ConfigError> {
@@ -298,12 +327,19 @@ impl NodeArgs {
                 format!("{} is outside {lo}..={hi}", self.poll_interval_ms),
             ));
         }
-        if self.confirmations > MAX_CONFIRMATIONS {
+        let confirmations = self
+            .confirmations
+            .unwrap_or_else(|| attestmesh_core::chains::default_confirmations(self.chain_id));
+        if confirmations > MAX_CONFIRMATIONS {
             return Err(bad(
                 "CONFIRMATIONS",
-                format!("{} exceeds {MAX_CONFIRMATIONS}", self.confirmations),
+                format!("{confirmations} exceeds {MAX_CONFIRMATIONS}"),
             ));
         }
+        let paymaster_context = match &self.paymaster_context {
+            None => serde_json::json!({}),
+            Some(text) => parse_paymaster_context(text)?,
+        };
         if !self.agent_socket.is_absolute() || self.agent_socket.file_name().is_none() {
             return Err(bad(
                 "AGENT_SOCKET",
@@ -406,6 +442,7 @@ impl NodeArgs {
             }
         };
         Ok(Config {
+            paymaster_context,
             paymaster_url: self
                 .paymaster_url
                 .clone()
@@ -434,7 +471,7 @@ impl NodeArgs {
             state_dir: self.state_dir,
             interface: self.interface,
             poll_interval: Duration::from_millis(self.poll_interval_ms),
-            confirmations: self.confirmations,
+            confirmations,
             indexer_registry: self.indexer_registry,
             indexer_repro_sample_rate: self.indexer_repro_sample_rate,
             indexer_ca_pem,
@@ -698,6 +735,35 @@ mod tests {
             "POLL_INTERVAL_MS"
         );
         assert_eq!(err(&["--confirmations", "5000"]).setting, "CONFIRMATIONS");
+        let c = |extra: &[&str]| parse(extra).unwrap().validate().unwrap().confirmations;
+        // Per-chain defaults, and an explicit value (even 0) wins.
+        assert_eq!(c(&[]), 0);
+        assert_eq!(c(&["--chain-id", "8453"]), 10);
+        assert_eq!(c(&["--chain-id", "84532"]), 10);
+        assert_eq!(c(&["--chain-id", "8453", "--confirmations", "0"]), 0);
+        assert_eq!(c(&["--chain-id", "31337", "--confirmations", "3"]), 3);
+    }
+
+    #[test]
+    fn paymaster_context_is_a_json_object() {
+        let c = |extra: &[&str]| {
+            parse(extra)
+                .unwrap()
+                .validate()
+                .map(|c| c.paymaster_context)
+        };
+        assert_eq!(c(&[]).unwrap(), serde_json::json!({}));
+        assert_eq!(
+            c(&["--paymaster-context", r#"{"sponsorshipPolicyId":"sp_x"}"#]).unwrap(),
+            serde_json::json!({"sponsorshipPolicyId": "sp_x"})
+        );
+        for bad in ["", "sp_x", "[1]", "\"sp\"", "{", "null"] {
+            let e = c(&["--paymaster-context", bad]).unwrap_err();
+            assert_eq!(e.setting, "PAYMASTER_CONTEXT", "{bad}: {e}");
+        }
+        let huge = format!(r#"{{"a":"{}"}}"#, "x".repeat(MAX_PAYMASTER_CONTEXT_BYTES));
+        let e = c(&["--paymaster-context", &huge]).unwrap_err();
+        assert!(e.to_string().contains("exceeds"), "{e}");
     }
 
     #[test]

@@ -314,6 +314,12 @@ impl<A: Attestor> Boot<'_, A> {
                 got: chain_id,
             });
         }
+        tracing::info!(
+            chain_id,
+            chain = attestmesh_core::chains::chain_name(chain_id).unwrap_or("unknown"),
+            confirmations = cfg.confirmations,
+            "chain checked; acting on events this many blocks below the head"
+        );
         let Some(member) = or_stop(
             stop,
             retry("guest agent /Info", || attestor.member_contract()),
@@ -373,7 +379,7 @@ impl<A: Attestor> Boot<'_, A> {
                 RpcClient::new(&cfg.paymaster_url)
                     .map_err(NodeError::Rpc)?
                     .with_timeout(Duration::from_secs(15)),
-                serde_json::json!({}),
+                cfg.paymaster_context.clone(),
             ),
             UserOpConfig {
                 entry_point: cfg.entry_point,

@@ -24,6 +24,7 @@
 //!
 //! | # | check | reason string |
 //! |---|-------|---------------|
+//! | 0 | only with `--sponsorship-policy-id` (ERC-7677 requests; checked by the service before the policy): the request's `context.sponsorshipPolicyId` is that id, as a hosted paymaster's policy would demand | `sponsorship_policy_mismatch` |
 //! | 1 | request `chainId` is the configured chain | `chain_id_mismatch` |
 //! | 2 | request `entryPoint` is the configured EntryPoint v0.7 | `unsupported_entry_point` |
 //! | 3 | sender is a `ClusterMemberFactory` member (`isOurMember`), or its `cluster()` came from the trusted `ClusterDiamondFactory` (`isDeployedCluster`) and allowlists it (`allowedAppIds`) | `sender_not_member` |
@@ -155,6 +156,9 @@ pub struct Settings {
     pub webhook_secret_file: Option<PathBuf>,
     /// Per-request timeout towards the chain RPC.
     pub rpc_timeout: Duration,
+    /// The ERC-7677 `context.sponsorshipPolicyId` every JSON-RPC request must carry; `None`
+    /// accepts any context (see [`server::ServiceConfig::sponsorship_policy_id`]).
+    pub sponsorship_policy_id: Option<String>,
 }
 
 /// A startup failure, naming the setting at fault.
@@ -274,6 +278,7 @@ pub async fn run(
     cfg.daily_wei_per_sender = s.daily_wei_per_sender;
     cfg.daily_wei_per_cluster = s.daily_wei_per_cluster;
     let mut service_cfg = ServiceConfig::new(s.paymaster);
+    service_cfg.sponsorship_policy_id = s.sponsorship_policy_id.clone();
     // What the service asks for itself never exceeds what the policy lets it sign.
     service_cfg.verification_gas_limit = service_cfg
         .verification_gas_limit

@@ -58,6 +58,9 @@ impl TrustSet {
 /// never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DenyReason {
+    /// The request's ERC-7677 context does not carry the `sponsorshipPolicyId` this sponsor
+    /// requires (`--sponsorship-policy-id`). Checked before the policy, by the service.
+    SponsorshipPolicyMismatch,
     /// The request's chain id is not the one this sponsor serves.
     ChainIdMismatch,
     /// The request names another EntryPoint than the configured v0.7 one.
@@ -107,7 +110,8 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// Every reason, in evaluation order.
-    pub const ALL: [DenyReason; 20] = [
+    pub const ALL: [DenyReason; 21] = [
+        Self::SponsorshipPolicyMismatch,
         Self::ChainIdMismatch,
         Self::UnsupportedEntryPoint,
         Self::SenderNotMember,
@@ -133,6 +137,7 @@ impl DenyReason {
     /// The stable reason string (documented in the crate docs).
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::SponsorshipPolicyMismatch => "sponsorship_policy_mismatch",
             Self::ChainIdMismatch => "chain_id_mismatch",
             Self::UnsupportedEntryPoint => "unsupported_entry_point",
             Self::SenderNotMember => "sender_not_member",

@@ -57,6 +57,10 @@ pub struct ServiceConfig {
     pub post_op_gas_limit: u128,
     /// How long a signed sponsorship stays valid (`validUntil = now + validity`).
     pub validity: Duration,
+    /// When set, every ERC-7677 request must name this policy in `context.sponsorshipPolicyId`
+    /// (the field hosted paymasters such as Pimlico use), so the service behaves like a hosted
+    /// paymaster with a sponsorship policy and the nodes' `PAYMASTER_CONTEXT` is exercised.
+    pub sponsorship_policy_id: Option<String>,
 }
 
 impl ServiceConfig {
@@ -68,6 +72,7 @@ impl ServiceConfig {
             verification_gas_limit: 100_000,
             post_op_gas_limit: 0,
             validity: Duration::from_secs(600),
+            sponsorship_policy_id: None,
         }
     }
 }
@@ -344,7 +349,12 @@ struct PmParams {
     op: UserOperation,
     entry_point: Address,
     chain_id: u64,
+    /// `context.sponsorshipPolicyId`, when the context names one.
+    policy_id: Option<String>,
 }
+
+/// The ERC-7677 context key naming a sponsorship policy.
+pub const POLICY_ID_KEY: &str = "sponsorshipPolicyId";
 
 fn pm_params(req: &Value, final_data: bool) -> Result<PmParams, RpcError> {
     let params = req.get("params").and_then(Value::as_array).ok_or_else(|| {
@@ -355,16 +365,22 @@ fn pm_params(req: &Value, final_data: bool) -> Result<PmParams, RpcError> {
             FieldError::new("params", "expected [userOp, entryPoint, chainId, context]").into(),
         );
     }
-    if params
-        .get(3)
-        .is_some_and(|c| !c.is_null() && !c.is_object())
-    {
+    let context = params.get(3).filter(|c| !c.is_null());
+    if context.is_some_and(|c| !c.is_object()) {
         return Err(FieldError::new("context", "expected an object or null").into());
     }
+    let policy_id = match context.and_then(|c| c.get(POLICY_ID_KEY)) {
+        None => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => {
+            return Err(FieldError::new("context.sponsorshipPolicyId", "expected a string").into());
+        }
+    };
     Ok(PmParams {
         op: wire::user_operation("userOp", &params[0], final_data)?,
         entry_point: wire::address("entryPoint", &params[1])?,
         chain_id: wire::chain_id("chainId", &params[2])?,
+        policy_id,
     })
 }
 
@@ -456,6 +472,14 @@ async fn decide<C: ChainView>(
     p: &PmParams,
     mode: Mode,
 ) -> Result<(), RpcError> {
+    if let Some(required) = &svc.cfg.sponsorship_policy_id
+        && p.policy_id.as_deref() != Some(required.as_str())
+    {
+        let r = DenyReason::SponsorshipPolicyMismatch;
+        svc.metrics.decision(method, r.as_str(), Duration::ZERO);
+        tracing::info!(sender = %p.op.sender, reason = r.as_str(), method, "sponsorship denied");
+        return Err(RpcError::Denied(r));
+    }
     let started = Instant::now();
     let d = svc
         .policy

@@ -36,16 +36,23 @@ struct Running {
 
 impl Running {
     async fn start(db: &Path, cap: u32, webhook: bool, state: Arc<MemState>) -> Self {
+        Self::start_with(db, cap, webhook, state, ServiceConfig::new(PAYMASTER)).await
+    }
+
+    async fn start_with(
+        db: &Path,
+        cap: u32,
+        webhook: bool,
+        state: Arc<MemState>,
+        cfg: ServiceConfig,
+    ) -> Self {
         let store = Arc::new(CounterStore::open(db).expect("open db"));
         let policy = Policy::new(policy_config(cap), MemView(state.clone()), store);
         let signer = SponsorSigner::from_hex(SIGNER_KEY).expect("key");
         let secret = webhook.then(|| WebhookSecret::parse(WHSEC).expect("secret"));
         // Unlimited: these tests make many requests from one address (tests/attack.rs checks
         // the limit).
-        let svc = Arc::new(
-            Service::new(policy, signer, secret, ServiceConfig::new(PAYMASTER))
-                .with_rate_limit(None),
-        );
+        let svc = Arc::new(Service::new(policy, signer, secret, cfg).with_rate_limit(None));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -246,6 +253,82 @@ async fn paymaster_data_signature_recovers_to_the_sponsor_signer() {
             Some(signer)
         );
     }
+    srv.stop().await;
+}
+
+fn params_with_context(op: &attestmesh_core::userop::UserOperation, context: Value) -> Value {
+    json!([
+        op_json(op),
+        entry_point().to_string(),
+        format!("{CHAIN_ID:#x}"),
+        context
+    ])
+}
+
+/// A sponsor configured with a sponsorship policy id (as a hosted paymaster's policy) serves only
+/// requests whose ERC-7677 context names it, on both methods, before charging anything.
+#[tokio::test]
+async fn required_policy_id_is_checked_in_the_context() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = ServiceConfig::new(PAYMASTER);
+    cfg.sponsorship_policy_id = Some("sp_attestmesh".into());
+    let srv = Running::start_with(&dir.path().join("db"), 2, false, MemState::fixture(), cfg).await;
+    let good = json!({"sponsorshipPolicyId": "sp_attestmesh"});
+    for method in ["pm_getPaymasterStubData", "pm_getPaymasterData"] {
+        for context in [
+            json!({}),
+            Value::Null,
+            json!({"sponsorshipPolicyId": "sp_other"}),
+            json!({"policyId": "sp_attestmesh"}),
+        ] {
+            let (status, v) = srv
+                .rpc(method, params_with_context(&good_op(0), context.clone()))
+                .await;
+            assert_eq!(status, 200, "{method} {context}: {v}");
+            assert_eq!(v["error"]["code"], -32003, "{method} {context}: {v}");
+            assert_eq!(
+                v["error"]["data"]["reason"], "sponsorship_policy_mismatch",
+                "{method} {context}: {v}"
+            );
+        }
+        let (status, v) = srv
+            .rpc(
+                method,
+                params_with_context(&good_op(0), json!({"sponsorshipPolicyId": 7})),
+            )
+            .await;
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["error"]["data"]["field"], "context.sponsorshipPolicyId");
+    }
+    // Extra context fields are the client's business.
+    let (_, v) = srv
+        .rpc(
+            "pm_getPaymasterStubData",
+            params_with_context(
+                &good_op(0),
+                json!({"sponsorshipPolicyId": "sp_attestmesh", "note": "x"}),
+            ),
+        )
+        .await;
+    assert!(v["result"]["paymasterData"].is_string(), "{v}");
+    // The denials charged nothing: the daily cap of 2 still allows two signed operations.
+    for nonce in 0..2 {
+        let (status, v) = srv
+            .rpc(
+                "pm_getPaymasterData",
+                params_with_context(&good_op(nonce), good.clone()),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert!(v["result"]["paymasterData"].is_string(), "{v}");
+    }
+    let (_, v) = srv
+        .rpc(
+            "pm_getPaymasterData",
+            params_with_context(&good_op(2), good.clone()),
+        )
+        .await;
+    assert_eq!(v["error"]["data"]["reason"], "daily_cap_exceeded", "{v}");
     srv.stop().await;
 }
 
@@ -636,6 +719,7 @@ async fn run_starts_from_settings_and_fails_fast_naming_the_setting() {
         rate_limit: attestmesh_sponsor::RateLimit::default(),
         webhook_secret_file: Some(secret),
         rpc_timeout: Duration::from_secs(2),
+        sponsorship_policy_id: None,
     };
 
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

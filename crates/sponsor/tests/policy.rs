@@ -283,6 +283,7 @@ async fn first_failure_wins_in_documented_order() {
     assert_eq!(
         strings,
         [
+            "sponsorship_policy_mismatch",
             "chain_id_mismatch",
             "unsupported_entry_point",
             "sender_not_member",

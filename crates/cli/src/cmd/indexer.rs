@@ -60,9 +60,10 @@ pub struct RunArgs {
     #[arg(long, env = "INDEXER_POLL_INTERVAL_MS", default_value_t = 250)]
     pub poll_interval_ms: u64,
 
-    /// Blocks behind the head to stay (0 on a dev chain, a few on Base).
-    #[arg(long, env = "INDEXER_CONFIRMATIONS", default_value_t = 0)]
-    pub confirmations: u64,
+    /// Blocks behind the head to stay. Default per chain id (read from the RPC): 0 on anvil
+    /// (31337) and geth dev (1337), 10 on Base, Base Sepolia and any other chain.
+    #[arg(long, env = "INDEXER_CONFIRMATIONS")]
+    pub confirmations: Option<u64>,
 
     /// gRPC listen address.
     #[arg(long, env = "INDEXER_GRPC_LISTEN", default_value = "127.0.0.1:7070")]
@@ -182,11 +183,10 @@ fn config(a: RunArgs) -> anyhow::Result<attestmesh_indexer::Config> {
     if a.poll_interval_ms == 0 {
         bail!("--poll-interval-ms / INDEXER_POLL_INTERVAL_MS must be at least 1");
     }
-    if a.confirmations > 10_000 {
-        bail!(
-            "--confirmations / INDEXER_CONFIRMATIONS {} is deeper than any reorg: a typo?",
-            a.confirmations
-        );
+    if let Some(n) = a.confirmations
+        && n > 10_000
+    {
+        bail!("--confirmations / INDEXER_CONFIRMATIONS {n} is deeper than any reorg: a typo?");
     }
     if a.grpc_listen == a.http_listen && a.grpc_listen.port() != 0 {
         bail!(

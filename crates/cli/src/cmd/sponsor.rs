@@ -117,7 +117,16 @@ pub struct Args {
     /// Timeout of one chain RPC request, in seconds.
     #[arg(long, env = "SPONSOR_RPC_TIMEOUT_SECS", default_value_t = 10)]
     pub rpc_timeout_secs: u64,
+
+    /// Require every ERC-7677 request to name this sponsorship policy in its context
+    /// (`{"sponsorshipPolicyId": "<id>"}`, the agents' PAYMASTER_CONTEXT), as a hosted paymaster
+    /// with a policy does. Unset: any context is accepted.
+    #[arg(long, env = "SPONSOR_POLICY_ID")]
+    pub sponsorship_policy_id: Option<String>,
 }
+
+/// Longest policy id accepted; hosted paymasters' ids are far shorter.
+const MAX_POLICY_ID_LEN: usize = 128;
 
 fn settings(a: Args) -> anyhow::Result<attestmesh_sponsor::Settings> {
     for (flag, addr) in [
@@ -170,6 +179,17 @@ fn settings(a: Args) -> anyhow::Result<attestmesh_sponsor::Settings> {
     if a.rate_limit_per_sec == 0 || a.rate_limit_burst == 0 {
         bail!("--rate-limit-per-sec and --rate-limit-burst must be at least 1");
     }
+    if let Some(id) = &a.sponsorship_policy_id
+        && (id.is_empty()
+            || id.len() > MAX_POLICY_ID_LEN
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)))
+    {
+        bail!(
+            "--sponsorship-policy-id (SPONSOR_POLICY_ID) must be 1..={MAX_POLICY_ID_LEN} characters of A-Z a-z 0-9 _ - . :"
+        );
+    }
     Ok(attestmesh_sponsor::Settings {
         listen: a.listen,
         rpc_url: a.rpc_url,
@@ -200,6 +220,7 @@ fn settings(a: Args) -> anyhow::Result<attestmesh_sponsor::Settings> {
         },
         webhook_secret_file: a.webhook_secret_file,
         rpc_timeout: Duration::from_secs(a.rpc_timeout_secs),
+        sponsorship_policy_id: a.sponsorship_policy_id,
     })
 }
 

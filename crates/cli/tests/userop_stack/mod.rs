@@ -130,6 +130,11 @@ impl Sponsor {
                 "--rpc-timeout-secs",
                 &s.rpc_timeout.as_secs().max(1).to_string(),
             ])
+            .args(
+                s.sponsorship_policy_id
+                    .iter()
+                    .flat_map(|id| ["--sponsorship-policy-id".to_string(), id.clone()]),
+            )
             .env("LOG", "warn");
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -227,6 +232,8 @@ pub struct StackOptions {
     /// Seconds per block once the stack is up (setup itself runs with instant mining).
     pub block_time: u64,
     pub start_alto: bool,
+    /// The sponsor's `--sponsorship-policy-id`.
+    pub sponsorship_policy_id: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -235,6 +242,7 @@ impl Default for StackOptions {
             daily_cap: 100,
             block_time: 1,
             start_alto: true,
+            sponsorship_policy_id: None,
         }
     }
 }
@@ -325,6 +333,7 @@ impl Stack {
                 rate_limit: attestmesh_sponsor::RateLimit::default(),
                 webhook_secret_file: None,
                 rpc_timeout: Duration::from_secs(5),
+                sponsorship_policy_id: opts.sponsorship_policy_id.clone(),
             },
             dir.path().join("sponsor.log"),
         )
@@ -361,6 +370,15 @@ impl Stack {
     }
 
     pub fn client(&self, cfg: UserOpConfig) -> UserOpClient {
+        self.client_with_context(cfg, serde_json::json!({}))
+    }
+
+    /// A client whose paymaster requests carry `context` (the agent's `PAYMASTER_CONTEXT`).
+    pub fn client_with_context(
+        &self,
+        cfg: UserOpConfig,
+        context: serde_json::Value,
+    ) -> UserOpClient {
         UserOpClient::new(
             self.chain.rpc.clone(),
             BundlerClient::new(
@@ -372,7 +390,7 @@ impl Stack {
                 RpcClient::new(&self.sponsor.url)
                     .unwrap()
                     .with_timeout(Duration::from_secs(10)),
-                serde_json::json!({}),
+                context,
             ),
             cfg,
         )

@@ -137,6 +137,7 @@ pub async fn stack(cidr: MeshCidr) -> Stack {
         },
         webhook_secret_file: None,
         rpc_timeout: Duration::from_secs(5),
+        sponsorship_policy_id: Some(SPONSORSHIP_POLICY_ID.into()),
     };
     tokio::spawn(async move {
         let _ = attestmesh_sponsor::run(
@@ -176,12 +177,18 @@ pub async fn stack(cidr: MeshCidr) -> Stack {
     }
 }
 
+/// The policy id the tests' sponsor requires in the ERC-7677 context.
+pub const SPONSORSHIP_POLICY_ID: &str = "sp_attestmesh_node_tests";
+
 pub fn config(s: &Stack, dstack: &Path, iface: &str) -> Config {
     Config {
         dstack_socket: dstack.to_path_buf(),
         rpc_url: s.rpc_url.clone(),
         bundler_url: s.bundler_url.clone(),
         paymaster_url: s.sponsor_url.clone(),
+        // The sponsor requires a sponsorship policy, as a hosted paymaster can: every agent of
+        // these tests registers and operates through PAYMASTER_CONTEXT.
+        paymaster_context: serde_json::json!({"sponsorshipPolicyId": SPONSORSHIP_POLICY_ID}),
         chain_id: s.chain_id,
         entry_point: attestmesh_core::userop::ENTRY_POINT_V07,
         gateway_domain: "mesh.test".into(),
