@@ -6,6 +6,7 @@
 
 pub mod attestor;
 pub mod client;
+pub mod compose;
 pub mod devtee;
 pub mod dstack;
 pub mod hexfmt;
