@@ -7,6 +7,7 @@
 //! as a Safe Transaction Builder batch on stdout (progress and warnings go to stderr, so
 //! `> batch.json` captures only the batch).
 
+mod compose;
 mod create;
 mod indexer;
 mod infra;
@@ -104,6 +105,11 @@ enum Command {
     /// The IndexerRegistry record.
     #[command(subcommand)]
     Indexer(indexer::Command),
+    /// dstack's compose hash of an app-compose.json: sha256 of its bytes (what the cluster
+    /// allowlists with `allow compose-hash`). Reads no chain.
+    ComposeHash(compose::HashArgs),
+    /// Write a canonical app-compose.json embedding a docker-compose file; prints its hash.
+    AppCompose(compose::BuildArgs),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -118,6 +124,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Members(a) => read::run_members(&common, a).await,
         Command::Member(c) => member::run(&common, c).await,
         Command::Indexer(c) => indexer::run(&common, c).await,
+        Command::ComposeHash(a) => compose::run_hash(a),
+        Command::AppCompose(a) => compose::run_build(a),
     }
 }
 
