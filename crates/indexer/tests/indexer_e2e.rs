@@ -12,7 +12,6 @@ use attestmesh_chain::rpc::RpcClient;
 use attestmesh_core::push::{PushBody, fixed, report_data_binds};
 use attestmesh_indexer::pb;
 use attestmesh_indexer::{Config, state};
-use attestmesh_tee::devtee::parse_simulated_quote;
 use common::{
     dev_cluster, devtee, http_get, next_push, register_members, send_msg, start_indexer, subscribe,
     wait_indexed,
@@ -90,7 +89,13 @@ async fn indexer_pushes_signed_wakeups_end_to_end() {
         .attestation
         .as_ref()
         .expect("first push carries the attestation");
-    let (_, _, report_data) = parse_simulated_quote(&att.quote).expect("devtee quote");
+    let report = attestmesh_tee::quote::report_data(&att.quote, true).expect("devtee quote");
+    let report_data = report.report_data;
+    // Its event log proves the compose hash the registry records as its code id.
+    assert_eq!(
+        attestmesh_tee::quote::compose_hash(&report, &att.event_log).expect("event log"),
+        attestmesh_tee::devtee::default_compose_hash()
+    );
     assert!(
         report_data_binds(&report_data, &key),
         "quote binds the push key"

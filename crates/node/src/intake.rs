@@ -240,14 +240,17 @@ pub fn verify_attestation(
     if !attestmesh_core::push::report_data_binds(&q.report_data, &info.pubkey) {
         return Err(Rejection::UnboundAttestation);
     }
-    if let Some(code) = q.simulated_compose_hash
-        && info.code_id != B256::ZERO
-        && code != info.code_id
-    {
-        return Err(Rejection::CodeIdMismatch {
-            got: code,
-            want: info.code_id,
-        });
+    // The registry's code id is the Indexer's compose hash: its event log must prove it against
+    // the quote's RTMR3 (a zero code id records none).
+    if info.code_id != B256::ZERO {
+        let code = quote::compose_hash(&q, &att.event_log)
+            .map_err(|e| Rejection::BadQuote(e.to_string()))?;
+        if code != info.code_id {
+            return Err(Rejection::CodeIdMismatch {
+                got: code,
+                want: info.code_id,
+            });
+        }
     }
     Ok(())
 }
@@ -658,44 +661,64 @@ mod tests {
     fn quote_parsing() {
         let pk = B256::repeat_byte(5);
         let rd = attestmesh_core::push::attestation_report_data(&pk);
-        let mut q = vec![0u8; 48 + 584];
-        q[0] = 4;
-        q[568..632].copy_from_slice(&rd);
+        let code = B256::repeat_byte(9);
         let info = IndexerInfo {
             endpoint: "http://x:1".into(),
-            code_id: B256::repeat_byte(9),
+            code_id: code,
             pubkey: pk,
             updated_at: 0,
         };
-        let att = |quote: Vec<u8>| pb::Attestation {
+        let (sim, log) = attestmesh_tee::devtee::simulated_attestation(
+            alloy_primitives::Address::repeat_byte(0x1d),
+            code,
+            rd,
+        );
+        let att = |quote: Vec<u8>, event_log: &str| pb::Attestation {
             quote,
-            event_log: String::new(),
+            event_log: event_log.to_string(),
         };
-        assert_eq!(verify_attestation(&att(q.clone()), &info, false), Ok(()));
+        // devtee's quotes only when allowed; then the binding and the code id both hold.
+        assert!(matches!(
+            verify_attestation(&att(sim.clone(), &log), &info, false),
+            Err(Rejection::BadQuote(_))
+        ));
+        assert_eq!(
+            verify_attestation(&att(sim.clone(), &log), &info, true),
+            Ok(())
+        );
         let mut other = info.clone();
         other.pubkey = B256::repeat_byte(6);
         assert_eq!(
-            verify_attestation(&att(q.clone()), &other, false),
+            verify_attestation(&att(sim.clone(), &log), &other, true),
             Err(Rejection::UnboundAttestation)
         );
         assert!(matches!(
-            verify_attestation(&att(q[..600].to_vec()), &info, false),
+            verify_attestation(&att(sim[..600].to_vec(), &log), &info, true),
             Err(Rejection::BadQuote(_))
         ));
-        let mut sim = attestmesh_tee::devtee::SIMULATED_QUOTE_MAGIC.to_vec();
-        sim.extend_from_slice(&[0u8; 20]);
-        sim.extend_from_slice(B256::repeat_byte(9).as_slice());
-        sim.extend_from_slice(&rd);
-        assert!(matches!(
-            verify_attestation(&att(sim.clone()), &info, false),
-            Err(Rejection::BadQuote(_))
-        ));
-        assert_eq!(verify_attestation(&att(sim.clone()), &info, true), Ok(()));
         let mut wrong_code = info.clone();
         wrong_code.code_id = B256::repeat_byte(8);
         assert!(matches!(
-            verify_attestation(&att(sim), &wrong_code, true),
+            verify_attestation(&att(sim.clone(), &log), &wrong_code, true),
             Err(Rejection::CodeIdMismatch { .. })
         ));
+        // The code id needs the event log: none, or another quote's, proves nothing.
+        assert!(matches!(
+            verify_attestation(&att(sim.clone(), ""), &info, true),
+            Err(Rejection::BadQuote(_))
+        ));
+        let (_, other_log) = attestmesh_tee::devtee::simulated_attestation(
+            alloy_primitives::Address::repeat_byte(0x1e),
+            code,
+            rd,
+        );
+        assert!(matches!(
+            verify_attestation(&att(sim.clone(), &other_log), &info, true),
+            Err(Rejection::BadQuote(_))
+        ));
+        // A registry without a code id checks only the binding.
+        let mut no_code = info.clone();
+        no_code.code_id = B256::ZERO;
+        assert_eq!(verify_attestation(&att(sim, ""), &no_code, true), Ok(()));
     }
 }

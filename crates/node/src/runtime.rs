@@ -676,9 +676,7 @@ impl<A: Attestor> Boot<'_, A> {
 /// nothing from demanding more of the Indexer, while a real TDX agent must never accept one.
 async fn runs_on_simulated_tee(attestor: &impl Attestor) -> bool {
     match attestor.attestation_document([0u8; 64]).await {
-        Ok(doc) => doc
-            .quote
-            .starts_with(attestmesh_tee::devtee::SIMULATED_QUOTE_MAGIC),
+        Ok(doc) => attestmesh_tee::quote::is_simulated(&doc.quote),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read our own quote; refusing simulated Indexer quotes");
             false

@@ -212,7 +212,7 @@ impl Attestor for DstackAttestor {
     ) -> Result<AttestationDocument, DstackError> {
         let resp = self.client.get_quote(&report_data).await?;
         let quote = hexfmt::decode("quote", &resp.quote).map_err(AgentError::from)?;
-        let format = if quote.starts_with(crate::devtee::SIMULATED_QUOTE_MAGIC) {
+        let format = if crate::quote::is_simulated(&quote) {
             "devtee-simulated"
         } else {
             "dstack-tdx-quote"

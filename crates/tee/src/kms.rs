@@ -68,8 +68,9 @@ pub fn kms_issued_hash(app_id: Address, app_pubkey: &[u8; 33]) -> B256 {
     keccak256(buf)
 }
 
-/// `keccak256(purpose ‖ ":" ‖ lowercaseHex(pubkey_compressed))`.
-pub fn app_sig_hash(purpose: &str, derived_pubkey: &[u8; 33]) -> B256 {
+/// `keccak256(purpose ‖ ":" ‖ lowercaseHex(pubkey))`; the pubkey is compressed SEC1 for
+/// secp256k1 keys, the 32 raw bytes for ed25519 ones.
+pub fn app_sig_hash(purpose: &str, derived_pubkey: &[u8]) -> B256 {
     let msg = format!(
         "{purpose}:{}",
         alloy_primitives::hex::encode(derived_pubkey)
@@ -90,7 +91,7 @@ pub fn kms_sig(
 pub fn app_sig(
     app: &SigningKey,
     purpose: &str,
-    derived_pubkey: &[u8; 33],
+    derived_pubkey: &[u8],
 ) -> Result<[u8; 65], KeyError> {
     sign_prehash_raw(app, &app_sig_hash(purpose, derived_pubkey), 0)
 }

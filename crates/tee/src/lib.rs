@@ -9,9 +9,11 @@ pub mod client;
 pub mod compose;
 pub mod devtee;
 pub mod dstack;
+pub mod eventlog;
 pub mod hexfmt;
 pub mod kms;
 pub mod quote;
+pub mod tdx;
 pub mod wire;
 
 pub use attestor::{Attestor, KeyKind, LostStateError, NodeKeys, OnChainRecord, check_lost_state};

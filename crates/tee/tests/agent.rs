@@ -148,12 +148,19 @@ async fn info_getkey_getquote_roundtrip() {
 
     let q = c.get_quote(&[0xee; 20]).await.unwrap();
     let quote = alloy_primitives::hex::decode(&q.quote).unwrap();
-    let (app, compose, report) = devtee::parse_simulated_quote(&quote).unwrap();
-    assert_eq!(app, APP);
-    assert_eq!(compose, devtee::default_compose_hash());
+    let parsed = attestmesh_tee::tdx::TdxQuote::parse(&quote).unwrap();
+    assert!(parsed.is_simulated());
+    let report = parsed.report.report_data;
     assert_eq!(&report[..20], &[0xee; 20]);
     assert_eq!(&report[20..], &[0u8; 44], "report data is zero-padded");
-    assert!(String::from_utf8_lossy(&quote).contains("SIMULATED"));
+    let r = attestmesh_tee::quote::report_data(&quote, true).unwrap();
+    assert_eq!(
+        attestmesh_tee::quote::compose_hash(&r, &q.event_log).unwrap(),
+        devtee::default_compose_hash()
+    );
+    let log = attestmesh_tee::eventlog::parse(&q.event_log).unwrap();
+    let app_event = log.iter().find(|e| e.event == "app-id").unwrap();
+    assert_eq!(app_event.event_payload, alloy_primitives::hex::encode(APP));
     d.stop().await.unwrap();
 }
 
@@ -201,7 +208,9 @@ async fn attestor_derives_keys_and_a_verifiable_registration() {
     assert_eq!(doc.format, "devtee-simulated");
     assert_eq!(doc.report_data, [7u8; 64]);
     assert_eq!(
-        devtee::parse_simulated_quote(&doc.quote).unwrap().2,
+        attestmesh_tee::quote::report_data(&doc.quote, true)
+            .unwrap()
+            .report_data,
         [7u8; 64]
     );
     d.stop().await.unwrap();
@@ -314,11 +323,11 @@ async fn http_error_carries_the_agent_message() {
 async fn devtee_400_reaches_the_client_as_status_error() {
     let d = start(APP, kms::DEV_KMS_ROOT_KEY).await;
     let e = GuestAgentClient::new(&d.socket)
-        .get_key("p", "", "ed25519")
+        .get_key("p", "", "rsa")
         .await
         .unwrap_err();
     assert!(
-        matches!(e, AgentError::Status { status: StatusCode::BAD_REQUEST, ref message, .. } if message.contains("unsupported algorithm")),
+        matches!(e, AgentError::Status { status: StatusCode::BAD_REQUEST, ref message, .. } if message.contains("Unsupported algorithm")),
         "{e}"
     );
 }
@@ -452,7 +461,7 @@ async fn devtee_bad_requests_get_400_with_error_body() {
             "/GetKey",
             r#"{"path":"p","algorithm":"rsa"}"#,
             400,
-            "unsupported algorithm",
+            "Unsupported algorithm",
         ),
         (
             "POST",
@@ -539,10 +548,14 @@ async fn devtee_shutdown_removes_socket() {
 }
 
 #[test]
-fn simulated_quote_parser_rejects_other_bytes() {
-    assert!(devtee::parse_simulated_quote(b"\x04\x00\x02\x00real tdx quote").is_none());
-    let mut q = devtee::SIMULATED_QUOTE_MAGIC.to_vec();
-    q.extend_from_slice(&[0u8; 10]);
-    assert!(devtee::parse_simulated_quote(&q).is_none());
-    let _ = B256::ZERO;
+fn simulated_quotes_are_told_from_other_bytes() {
+    assert!(!attestmesh_tee::quote::is_simulated(
+        b"\x04\x00\x02\x00real tdx quote"
+    ));
+    let (q, _) = devtee::simulated_attestation(APP, B256::ZERO, [0; 64]);
+    assert!(attestmesh_tee::quote::is_simulated(&q));
+    assert!(!attestmesh_tee::quote::is_simulated(&q[..q.len() / 2]));
+    let mut intel = q.clone();
+    intel[12..28].copy_from_slice(&attestmesh_tee::tdx::INTEL_QE_VENDOR_ID);
+    assert!(!attestmesh_tee::quote::is_simulated(&intel));
 }

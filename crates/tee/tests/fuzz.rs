@@ -138,29 +138,31 @@ fn valid_seeds_decode() {
     );
 }
 
-/// TDX / simulated quote parsing (`quote::report_data`).
+/// TDX / simulated quote parsing (`quote::report_data`, `tdx::TdxQuote::parse`) and the event
+/// log that proves a compose hash against RTMR3 (`quote::compose_hash`).
 mod quote {
     use super::config;
 
-    use alloy_primitives::B256;
-    use attestmesh_tee::devtee::SIMULATED_QUOTE_MAGIC;
-    use attestmesh_tee::quote::{QuoteError, report_data};
+    use alloy_primitives::{Address, B256};
+    use attestmesh_fuzzkit::mutate;
+    use attestmesh_tee::devtee::simulated_attestation;
+    use attestmesh_tee::quote::{QuoteError, compose_hash, report_data};
+    use attestmesh_tee::tdx::TdxError;
     use proptest::prelude::*;
 
-    /// A TDX-shaped quote of `version` (4 or 5) carrying `rd` where the layout puts report_data.
-    fn tdx_quote(version: u16, rd: &[u8; 64], tail: usize) -> Vec<u8> {
-        let offset = if version == 5 { 48 + 6 + 520 } else { 48 + 520 };
-        let mut q = vec![0u8; offset + 64 + tail];
+    /// A TDX-shaped quote of `version` (4 or 5) carrying `rd` where the layout puts report_data,
+    /// with `sig` bytes of signature data.
+    fn tdx_quote(version: u16, rd: &[u8; 64], sig: usize) -> Vec<u8> {
+        let body = if version == 5 { 48 + 6 } else { 48 };
+        let mut q = vec![0u8; body + 584];
         q[..2].copy_from_slice(&version.to_le_bytes());
-        q[offset..offset + 64].copy_from_slice(rd);
-        q
-    }
-
-    fn simulated(compose: B256, rd: &[u8; 64]) -> Vec<u8> {
-        let mut q = SIMULATED_QUOTE_MAGIC.to_vec();
-        q.extend_from_slice(&[0x1d; 20]);
-        q.extend_from_slice(compose.as_slice());
-        q.extend_from_slice(rd);
+        q[4] = 0x81;
+        if version == 5 {
+            q[48..50].copy_from_slice(&2u16.to_le_bytes());
+        }
+        q[body + 520..body + 584].copy_from_slice(rd);
+        q.extend_from_slice(&(sig as u32).to_le_bytes());
+        q.extend(std::iter::repeat_n(7u8, sig));
         q
     }
 
@@ -168,16 +170,16 @@ mod quote {
         #![proptest_config(config())]
 
         /// `quote::report_data` on the Indexer's attestation bytes: arbitrary input never panics and
-        /// fails with a typed error or reads 64 bytes; a well-formed v4/v5 or simulated quote gives
-        /// back exactly the report_data it carries; truncation is `Truncated`; a changed version
-        /// (other than 4/5) is `UnsupportedVersion`; a byte flipped inside report_data changes the
-        /// result (so it is really read from there).
+        /// fails with a typed error or reads 64 bytes; a well-formed v4/v5 quote gives back exactly
+        /// the report_data it carries; truncation is `Truncated`; another version is
+        /// `UnsupportedVersion`; a byte flipped inside report_data changes the result (so it is
+        /// really read from there); devtee's quotes are refused unless allowed.
         #[test]
         fn fuzz_quote_report_data(
             junk in proptest::collection::vec(any::<u8>(), 0..1200),
             rd in any::<[u8; 64]>(),
             v5 in any::<bool>(),
-            tail in 0usize..600,
+            sig in 0usize..600,
             cut in any::<usize>(),
             at in 0usize..64,
             mask in 1u8..=255,
@@ -190,24 +192,24 @@ mod quote {
             }
 
             let version_ok = if v5 { 5 } else { 4 };
-            let q = tdx_quote(version_ok, &rd, tail);
+            let q = tdx_quote(version_ok, &rd, sig);
             let parsed = report_data(&q, false).unwrap();
             prop_assert_eq!(parsed.report_data, rd);
-            prop_assert_eq!(parsed.simulated_compose_hash, None);
+            prop_assert!(!parsed.simulated);
 
-            let need = q.len() - tail;
+            let need = q.len() - sig - 4;
             let short = &q[..cut % need];
             let r = report_data(short, false);
-            if short.len() < 2 {
-                prop_assert_eq!(r, Err(QuoteError::Empty));
+            if short.is_empty() {
+                prop_assert_eq!(r, Err(QuoteError::Tdx(TdxError::Empty)));
             } else {
-                prop_assert_eq!(r, Err(QuoteError::Truncated(short.len())));
+                prop_assert_eq!(r, Err(QuoteError::Tdx(TdxError::Truncated(short.len()))));
             }
 
             let mut other = q.clone();
             other[..2].copy_from_slice(&version.to_le_bytes());
             if version != 4 && version != 5 {
-                prop_assert_eq!(report_data(&other, false), Err(QuoteError::UnsupportedVersion(version)));
+                prop_assert_eq!(report_data(&other, false), Err(QuoteError::Tdx(TdxError::UnsupportedVersion(version))));
             }
 
             let offset = need - 64;
@@ -215,13 +217,35 @@ mod quote {
             flipped[offset + at] ^= mask;
             prop_assert_ne!(report_data(&flipped, false).unwrap().report_data, rd);
 
-            let sim = simulated(B256::repeat_byte(9), &rd);
+            let (sim, _) = simulated_attestation(Address::repeat_byte(0x1d), B256::repeat_byte(9), rd);
             prop_assert_eq!(report_data(&sim, false), Err(QuoteError::SimulatedRefused));
             let s = report_data(&sim, true).unwrap();
             prop_assert_eq!(s.report_data, rd);
-            prop_assert_eq!(s.simulated_compose_hash, Some(B256::repeat_byte(9)));
-            let sim_cut = &sim[..SIMULATED_QUOTE_MAGIC.len() + cut % (sim.len() - SIMULATED_QUOTE_MAGIC.len())];
-            prop_assert_eq!(report_data(sim_cut, true), Err(QuoteError::BadSimulated));
+            prop_assert!(s.simulated);
+        }
+
+        /// `quote::compose_hash` on the event log an Indexer sends with its quote: mutations of a
+        /// real devtee log never panic, and whenever one is accepted it still names the compose
+        /// hash the quote's RTMR3 commits to (a changed payload cannot name another one).
+        #[test]
+        fn fuzz_event_log_compose_hash(
+            rd in any::<[u8; 64]>(),
+            compose in any::<[u8; 32]>(),
+            edits in attestmesh_fuzzkit::edits(),
+            junk in ".{0,300}",
+        ) {
+            let compose = B256::from(compose);
+            let (quote, log) = simulated_attestation(Address::repeat_byte(0x1d), compose, rd);
+            let r = report_data(&quote, true).unwrap();
+            prop_assert_eq!(compose_hash(&r, &log), Ok(compose));
+            let bytes = mutate(log.as_bytes(), &edits);
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                match compose_hash(&r, text) {
+                    Ok(c) => prop_assert_eq!(c, compose),
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+            prop_assert!(compose_hash(&r, &junk).is_err());
         }
     }
 }

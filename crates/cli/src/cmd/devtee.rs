@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::Address;
 use anyhow::Context;
 use attestmesh_tee::devtee::{self, DevteeConfig};
 use attestmesh_tee::kms;
@@ -24,9 +24,11 @@ pub struct Args {
     #[arg(long, env = "DEVTEE_KMS_ROOT_KEY", hide_env_values = true)]
     pub kms_root_key: Option<String>,
 
-    /// Compose hash reported by /Info (32 bytes hex).
-    #[arg(long, env = "DEVTEE_COMPOSE_HASH")]
-    pub compose_hash: Option<B256>,
+    /// The app-compose.json to report and measure (its SHA-256 is the compose hash, as on
+    /// dstack; `attestmesh cluster app-compose` writes one). Default: a built-in placeholder
+    /// manifest whose hash the devnet allowlists.
+    #[arg(long, env = "DEVTEE_APP_COMPOSE")]
+    pub app_compose: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -40,14 +42,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         Some(hex) => parse_key(hex).context("--kms-root-key / DEVTEE_KMS_ROOT_KEY")?,
     };
+    let app_compose = match &args.app_compose {
+        None => devtee::default_app_compose(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--app-compose {}", path.display()))?;
+            attestmesh_tee::compose::parse(text.as_bytes()).with_context(|| {
+                format!(
+                    "--app-compose {}: not an app-compose manifest",
+                    path.display()
+                )
+            })?;
+            text
+        }
+    };
     let config = DevteeConfig {
         socket: args.socket.clone(),
         app_id: args.app_id,
         kms_root_key,
-        compose_hash: args
-            .compose_hash
-            .unwrap_or_else(devtee::default_compose_hash),
+        app_compose,
     };
+    let compose_hash = config.compose_hash();
     let server = devtee::Devtee::bind(config)
         .await
         .with_context(|| format!("starting devtee on {}", args.socket.display()))?;
@@ -55,6 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         socket = %args.socket.display(),
         app_id = %args.app_id,
         kms_root = %server.kms_root_address(),
+        %compose_hash,
         "devtee serving the dstack guest-agent API (simulated TEE)"
     );
     server.run(super::shutdown_signal()).await?;

@@ -354,14 +354,12 @@ pub async fn evil_indexer(script: Script) -> (EvilIndexer, String) {
 /// A devtee-format quote binding `pk` with the default compose hash (what a devtee-run Indexer
 /// holding `pk` would present).
 pub fn simulated_attestation(pk: &B256) -> pb::Attestation {
-    let mut q = devtee::SIMULATED_QUOTE_MAGIC.to_vec();
-    q.extend_from_slice(Address::repeat_byte(0x1d).as_slice());
-    q.extend_from_slice(devtee::default_compose_hash().as_slice());
-    q.extend_from_slice(&attestation_report_data(pk));
-    pb::Attestation {
-        quote: q,
-        event_log: String::new(),
-    }
+    let (quote, event_log) = devtee::simulated_attestation(
+        Address::repeat_byte(0x1d),
+        devtee::default_compose_hash(),
+        attestation_report_data(pk),
+    );
+    pb::Attestation { quote, event_log }
 }
 
 /// The body of a real log, with the canonical repro stub.

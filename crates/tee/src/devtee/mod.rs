@@ -1,13 +1,24 @@
 //! devtee: a local stand-in for the dstack guest agent and its KMS (DESIGN §4.2).
 //!
-//! Serves `/Info`, `/GetKey` and `/GetQuote` on a unix socket with the real agent's JSON shapes
-//! and the KMS formulas of [`crate::kms`], so everything above it — the client, the provider and
-//! the on-chain verifier — runs unchanged. Quotes are clearly marked simulated. Development only.
+//! Serves every method of the guest-agent API (dstack 0.5.11: `/Info`, `/GetKey`, `/GetQuote`,
+//! `/GetTlsKey`, `/Sign`, `/Verify`, `/EmitEvent`, `/Attest`, `/Version`) on a unix socket with
+//! the real agent's JSON shapes and the KMS formulas of [`crate::kms`], so everything above it —
+//! dstack's own SDKs, our client, the provider and the on-chain verifier — runs unchanged.
+//! Quotes have the TDX v4 layout and RTMRs that the served event log replays to, and are marked
+//! simulated where real verifiers reject them ([`measured`]). Development only.
+
+mod measured;
+mod methods;
+mod tls;
+
+pub use measured::{SIMULATED_SIGNATURE, SIMULATED_TD_ATTRIBUTES};
+pub use methods::{ATTESTATION_TAG, EMULATED_VERSION};
+pub use tls::RA_TLS_QUOTE_OID;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy_primitives::{Address, B256, keccak256};
@@ -21,17 +32,28 @@ use tokio::net::UnixListener;
 use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
+use crate::compose;
 use crate::hexfmt;
 use crate::kms;
-use crate::wire::{
-    ErrorBody, GetKeyRequest, GetKeyResponse, GetQuoteRequest, GetQuoteResponse, InfoResponse,
-};
+use crate::wire::ErrorBody;
+use measured::Measured;
+use methods::MethodError;
 
-/// First bytes of every devtee quote, so no verifier can mistake it for a TDX quote.
-pub const SIMULATED_QUOTE_MAGIC: &[u8] = b"ATTESTMESH-DEVTEE-SIMULATED-QUOTE-NOT-A-TDX-QUOTE/v1\0";
-/// Default compose hash reported by `/Info`: `keccak256("attestmesh.devtee.compose.v1")`.
+/// The docker-compose file of devtee's default app-compose manifest.
+const DEFAULT_DOCKER_COMPOSE: &str =
+    "services:\n  app:\n    image: attestmesh-devtee-placeholder\n";
+
+/// The app-compose manifest devtee reports when given none: a canonical manifest (as
+/// `attestmesh cluster app-compose` writes them) around a placeholder service.
+pub fn default_app_compose() -> String {
+    let spec = compose::AppComposeSpec::node("attestmesh-devtee", DEFAULT_DOCKER_COMPOSE);
+    // The builder fails only on invalid env names, and the placeholder names none.
+    compose::build_app_compose(DEFAULT_DOCKER_COMPOSE, &spec).unwrap_or_default()
+}
+
+/// Compose hash of [`default_app_compose`]: its SHA-256, as dstack measures it.
 pub fn default_compose_hash() -> B256 {
-    keccak256(b"attestmesh.devtee.compose.v1")
+    compose::sha256(default_app_compose().as_bytes())
 }
 /// Largest request body accepted.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -53,6 +75,8 @@ pub enum DevteeError {
     },
     #[error("KMS root key is not a valid secp256k1 secret")]
     BadRootKey,
+    #[error("cannot create the app CA: {0}")]
+    AppCa(String),
     #[error("accept failed on {path}: {source}")]
     Accept {
         path: PathBuf,
@@ -67,7 +91,8 @@ pub struct DevteeConfig {
     pub socket: PathBuf,
     pub app_id: Address,
     pub kms_root_key: Zeroizing<[u8; 32]>,
-    pub compose_hash: B256,
+    /// The app-compose manifest (`app-compose.json` bytes); its SHA-256 is the compose hash.
+    pub app_compose: String,
 }
 
 impl std::fmt::Debug for DevteeConfig {
@@ -76,28 +101,66 @@ impl std::fmt::Debug for DevteeConfig {
             .field("socket", &self.socket)
             .field("app_id", &self.app_id)
             .field("kms_root_key", &"<redacted>")
-            .field("compose_hash", &self.compose_hash)
+            .field("compose_hash", &self.compose_hash())
             .finish()
     }
 }
 
 impl DevteeConfig {
-    /// A config using the published development KMS root and the default compose hash.
+    /// A config using the published development KMS root and the default manifest.
     pub fn dev(socket: impl Into<PathBuf>, app_id: Address) -> Self {
         Self {
             socket: socket.into(),
             app_id,
             kms_root_key: Zeroizing::new(kms::DEV_KMS_ROOT_KEY),
-            compose_hash: default_compose_hash(),
+            app_compose: default_app_compose(),
         }
+    }
+
+    /// The compose hash this config measures: SHA-256 of the manifest bytes.
+    pub fn compose_hash(&self) -> B256 {
+        compose::sha256(self.app_compose.as_bytes())
     }
 }
 
-struct State {
+/// What the methods read (and `/EmitEvent` extends).
+pub(crate) struct State {
     app_id: Address,
+    app_name: String,
     root: Zeroizing<[u8; 32]>,
+    app_compose: String,
     compose_hash: B256,
     instance_id: Address,
+    key_provider_info: String,
+    vm_config: String,
+    tls: tls::AppCa,
+    measured: Mutex<Measured>,
+}
+
+impl State {
+    /// A snapshot of the measurements (a poisoned lock still holds a consistent log: every
+    /// update is one push).
+    fn measured(&self) -> Measured {
+        match self.measured.lock() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn emit(&self, event: &str, payload: &[u8]) -> Result<(), MethodError> {
+        let mut m = match self.measured.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if m.log().len() >= crate::eventlog::MAX_ENTRIES {
+            return Err(MethodError::BadRequest(format!(
+                "event log is full ({} entries)",
+                crate::eventlog::MAX_ENTRIES
+            )));
+        }
+        m.emit(event, payload);
+        Ok(())
+    }
 }
 
 /// A bound devtee, ready to [`run`](Devtee::run).
@@ -128,17 +191,37 @@ impl Devtee {
             path: config.socket.clone(),
             source,
         })?;
-        let mut pre = Vec::from(&b"attestmesh.devtee.instance.v1"[..]);
-        pre.extend_from_slice(config.app_id.as_slice());
-        let instance_id = Address::from_slice(&keccak256(&pre)[12..]);
+        let instance_id = instance_id(config.app_id);
+        let compose_hash = config.compose_hash();
+        let app_name = compose::parse(config.app_compose.as_bytes())
+            .ok()
+            .and_then(|c| match c.doc.get("name") {
+                Some(compose::Json::String(n)) => Some(n.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "attestmesh-devtee".to_string());
+        let key_provider_info = key_provider_info(kms_root);
+        let tls = tls::AppCa::generate(&app_name).map_err(|e| DevteeError::AppCa(e.to_string()))?;
+        let measured = Measured::boot(config.app_id, compose_hash, instance_id, &key_provider_info);
         Ok(Self {
             listener,
             socket: SocketFile(config.socket),
             state: Arc::new(State {
                 app_id: config.app_id,
+                app_name,
                 root: config.kms_root_key,
-                compose_hash: config.compose_hash,
+                app_compose: config.app_compose,
+                compose_hash,
                 instance_id,
+                key_provider_info,
+                vm_config: serde_json::json!({
+                    "os_image_hash": hexfmt::encode(measured::os_image_hash()),
+                    "cpu_count": 1,
+                    "memory_size": 1u64 << 30,
+                })
+                .to_string(),
+                tls,
+                measured: Mutex::new(measured),
             }),
             kms_root,
         })
@@ -192,6 +275,34 @@ impl Devtee {
         drop(self.socket);
         result
     }
+}
+
+/// The instance id devtee reports for `app_id` (one instance per app).
+fn instance_id(app_id: Address) -> Address {
+    let mut pre = Vec::from(&b"attestmesh.devtee.instance.v1"[..]);
+    pre.extend_from_slice(app_id.as_slice());
+    Address::from_slice(&keccak256(&pre)[12..])
+}
+
+fn key_provider_info(kms_root: Address) -> String {
+    serde_json::json!({"name": "devtee-kms", "id": hexfmt::encode(kms_root)}).to_string()
+}
+
+/// The quote and event log (JSON) a devtee with the development KMS root, running
+/// `compose_hash` as `app_id`, serves for `report_data`: for testing verifiers without a server.
+pub fn simulated_attestation(
+    app_id: Address,
+    compose_hash: B256,
+    report_data: [u8; 64],
+) -> (Vec<u8>, String) {
+    let m = Measured::boot(
+        app_id,
+        compose_hash,
+        instance_id(app_id),
+        &key_provider_info(kms::DEV_KMS_ROOT_ADDRESS),
+    );
+    let log = serde_json::to_string(m.log()).unwrap_or_default();
+    (m.quote(report_data), log)
 }
 
 /// Binds and serves until `shutdown`.
@@ -255,124 +366,51 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             );
         }
     };
-    match path.as_str() {
-        "Info" => json(StatusCode::OK, &info(state)),
-        "GetKey" => match parse::<GetKeyRequest>(&body) {
-            Ok(r) => get_key(state, r),
-            Err(msg) => error(StatusCode::BAD_REQUEST, msg),
-        },
-        "GetQuote" => match parse::<GetQuoteRequest>(&body) {
-            Ok(r) => get_quote(state, r),
-            Err(msg) => error(StatusCode::BAD_REQUEST, msg),
-        },
-        other => error(StatusCode::NOT_FOUND, format!("no such method: /{other}")),
-    }
-}
-
-/// Parses a request body; the error is the message for a 400 answer.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("invalid request JSON: {e}"))
-}
-
-fn info(state: &State) -> InfoResponse {
-    let tcb = serde_json::json!({
-        "simulated": true,
-        "note": "devtee: no TEE, development only",
-        "compose_hash": hexfmt::encode(state.compose_hash),
-    });
-    InfoResponse {
-        app_id: hexfmt::encode(state.app_id),
-        instance_id: hexfmt::encode(state.instance_id),
-        app_name: "attestmesh-devtee".to_string(),
-        device_id: hexfmt::encode(B256::ZERO),
-        mr_aggregated: hexfmt::encode(B256::ZERO),
-        os_image_hash: hexfmt::encode(B256::ZERO),
-        compose_hash: hexfmt::encode(state.compose_hash),
-        key_provider_info: serde_json::json!({"name": "devtee", "id": "simulated"}).to_string(),
-        tcb_info: tcb.to_string(),
-        app_cert: String::new(),
-        vm_config: "{}".to_string(),
-    }
-}
-
-fn get_key(state: &State, req: GetKeyRequest) -> Response<Full<Bytes>> {
-    match req.algorithm.as_str() {
-        "" | "secp256k1" | "k256" => {}
+    let answer = match path.as_str() {
+        "Info" => methods::info(state).map(to_json),
+        "Version" => Ok(to_json(methods::version())),
+        "GetKey" => parse(&body)
+            .and_then(|r| methods::get_key(state, r))
+            .map(to_json),
+        "GetQuote" => parse(&body)
+            .and_then(|r| methods::get_quote(state, r))
+            .map(to_json),
+        "Attest" => parse(&body)
+            .and_then(|r| methods::attest(state, r))
+            .map(to_json),
+        "GetTlsKey" => parse(&body)
+            .and_then(|r| state.tls.issue(&r, |rd| state.measured().quote(rd)))
+            .map(to_json),
+        "Sign" => parse(&body)
+            .and_then(|r| methods::sign(state, r))
+            .map(to_json),
+        "Verify" => parse(&body).and_then(methods::verify).map(to_json),
+        // The agent answers an empty method with JSON `null`; the Rust SDK insists on it.
+        "EmitEvent" => parse(&body)
+            .and_then(|r| methods::emit_event(state, r))
+            .map(|()| serde_json::Value::Null),
         other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("unsupported algorithm {other:?}: devtee derives secp256k1 keys only"),
-            );
+            return error(StatusCode::NOT_FOUND, format!("no such method: /{other}"));
         }
-    }
-    match kms::issue(&state.root, state.app_id, &req.path, &req.purpose) {
-        Ok(issued) => json(
-            StatusCode::OK,
-            &GetKeyResponse {
-                key: hexfmt::encode(issued.secret.as_slice()),
-                signature_chain: vec![
-                    hexfmt::encode(issued.app_sig),
-                    hexfmt::encode(issued.kms_sig),
-                ],
-            },
-        ),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("key derivation failed: {e}"),
-        ),
-    }
-}
-
-fn get_quote(state: &State, req: GetQuoteRequest) -> Response<Full<Bytes>> {
-    let data = match hexfmt::decode("report_data", &req.report_data) {
-        Ok(d) => d,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    if data.len() > 64 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("report_data is {} bytes, at most 64 allowed", data.len()),
-        );
+    match answer {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(MethodError::BadRequest(m)) => error(StatusCode::BAD_REQUEST, m),
+        Err(MethodError::Internal(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
     }
-    let mut report = [0u8; 64];
-    report[..data.len()].copy_from_slice(&data);
-    let quote = simulated_quote(state, &report);
-    let event_log = serde_json::json!([{
-        "event": "devtee-simulated",
-        "note": "no TEE: this quote proves nothing",
-    }]);
-    json(
-        StatusCode::OK,
-        &GetQuoteResponse {
-            quote: hexfmt::encode(quote),
-            event_log: event_log.to_string(),
-            report_data: Some(hexfmt::encode(report)),
-            vm_config: Some("{}".to_string()),
-        },
-    )
 }
 
-/// Layout: `MAGIC ‖ app_id (20) ‖ compose_hash (32) ‖ report_data (64)`.
-fn simulated_quote(state: &State, report: &[u8; 64]) -> Vec<u8> {
-    let mut q = Vec::with_capacity(SIMULATED_QUOTE_MAGIC.len() + 20 + 32 + 64);
-    q.extend_from_slice(SIMULATED_QUOTE_MAGIC);
-    q.extend_from_slice(state.app_id.as_slice());
-    q.extend_from_slice(state.compose_hash.as_slice());
-    q.extend_from_slice(report);
-    q
+fn to_json<T: Serialize>(v: T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
-/// Splits a simulated quote into `(app_id, compose_hash, report_data)`; `None` if it is not one.
-pub fn parse_simulated_quote(quote: &[u8]) -> Option<(Address, B256, [u8; 64])> {
-    let rest = quote.strip_prefix(SIMULATED_QUOTE_MAGIC)?;
-    if rest.len() != 20 + 32 + 64 {
-        return None;
-    }
-    let mut report = [0u8; 64];
-    report.copy_from_slice(&rest[52..]);
-    Some((
-        Address::from_slice(&rest[..20]),
-        B256::from_slice(&rest[20..52]),
-        report,
-    ))
+/// Parses a request body; an empty body means all-default arguments, as for the agent.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MethodError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| MethodError::BadRequest(format!("invalid request JSON: {e}")))
 }
