@@ -146,6 +146,25 @@ pub struct NodeArgs {
     #[arg(long, env = "INDEXER_CA_FILE")]
     pub indexer_ca_file: Option<PathBuf>,
 
+    /// Accept an Indexer whose quote devtee simulated. Development only, and refused unless the
+    /// chain is a development chain (anvil 31337, geth dev 1337): a simulated quote proves
+    /// nothing.
+    #[arg(long, env = "INDEXER_ALLOW_SIMULATED_QUOTES", default_value_t = false)]
+    pub indexer_allow_simulated_quotes: bool,
+
+    /// PCCS the agent fetches Intel's collateral from to verify the Indexer's TDX quote (any
+    /// PCCS will do: the collateral is signed by Intel). dstack's default is Phala's.
+    #[arg(long, env = "PCCS_URL", default_value = attestmesh_tee::pccs::PHALA_PCCS_URL)]
+    pub pccs_url: String,
+
+    /// TCB statuses of the Indexer's platform the agent accepts, comma-separated.
+    #[arg(
+        long,
+        env = "INDEXER_TCB_STATUSES",
+        default_value = "UpToDate,SWHardeningNeeded"
+    )]
+    pub indexer_tcb_statuses: String,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -211,6 +230,12 @@ pub struct Config {
     pub indexer_repro_sample_rate: f64,
     /// Extra CA certificates (PEM) for `https://` Indexer endpoints; empty = webpki roots only.
     pub indexer_ca_pem: Vec<u8>,
+    /// devtee-simulated Indexer quotes accepted (development chains only).
+    pub indexer_allow_simulated_quotes: bool,
+    /// Where Intel's collateral for the Indexer's quote is fetched.
+    pub pccs_url: String,
+    /// TCB statuses accepted for the Indexer's platform.
+    pub indexer_tcb_policy: attestmesh_tee::dcap::TcbPolicy,
     pub log_format: LogFormat,
 }
 
@@ -441,6 +466,21 @@ impl NodeArgs {
                 pem
             }
         };
+        if self.indexer_allow_simulated_quotes
+            && !attestmesh_core::chains::is_dev_chain(self.chain_id)
+        {
+            return Err(bad(
+                "INDEXER_ALLOW_SIMULATED_QUOTES",
+                format!(
+                    "chain {} is not a development chain (31337, 1337): simulated quotes prove nothing",
+                    self.chain_id
+                ),
+            ));
+        }
+        attestmesh_tee::pccs::PccsClient::new(&self.pccs_url)
+            .map_err(|e| bad("PCCS_URL", e.to_string()))?;
+        let indexer_tcb_policy = attestmesh_tee::dcap::TcbPolicy::parse(&self.indexer_tcb_statuses)
+            .map_err(|e| bad("INDEXER_TCB_STATUSES", e.to_string()))?;
         Ok(Config {
             paymaster_context,
             paymaster_url: self
@@ -475,6 +515,9 @@ impl NodeArgs {
             indexer_registry: self.indexer_registry,
             indexer_repro_sample_rate: self.indexer_repro_sample_rate,
             indexer_ca_pem,
+            indexer_allow_simulated_quotes: self.indexer_allow_simulated_quotes,
+            pccs_url: self.pccs_url,
+            indexer_tcb_policy,
             log_format: self.log_format,
         })
     }
@@ -628,6 +671,36 @@ mod tests {
             .setting,
             "INDEXER_REGISTRY"
         );
+    }
+
+    #[test]
+    fn indexer_quote_trust() {
+        // Production defaults: no simulated quotes, Phala's PCCS, up-to-date platforms.
+        let c = parse(&["--chain-id", "8453"]).unwrap().validate().unwrap();
+        assert!(!c.indexer_allow_simulated_quotes);
+        assert_eq!(c.pccs_url, "https://pccs.phala.network");
+        assert_eq!(
+            c.indexer_tcb_policy,
+            attestmesh_tee::dcap::TcbPolicy::default()
+        );
+        // Simulated quotes: only on a development chain.
+        let e = err(&["--chain-id", "8453", "--indexer-allow-simulated-quotes"]);
+        assert_eq!(e.setting, "INDEXER_ALLOW_SIMULATED_QUOTES");
+        assert!(e.to_string().contains("not a development chain"), "{e}");
+        let c = parse(&["--chain-id", "31337", "--indexer-allow-simulated-quotes"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(c.indexer_allow_simulated_quotes);
+        assert_eq!(err(&["--pccs-url", "pccs.example"]).setting, "PCCS_URL");
+        let e = err(&["--indexer-tcb-statuses", "UpToDate,Revoked"]);
+        assert_eq!(e.setting, "INDEXER_TCB_STATUSES");
+        assert!(e.to_string().contains("Revoked"), "{e}");
+        let c = parse(&["--indexer-tcb-statuses", "UpToDate"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.indexer_tcb_policy.accept, vec!["UpToDate".to_string()]);
     }
 
     #[test]

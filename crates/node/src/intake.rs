@@ -25,12 +25,11 @@
 //!   which malformations we tolerate.
 //! - **Nothing is skipped across reconnects.** Delivery from the Indexer is in block order, so
 //!   the last verified block is a sound resume point (`Hello.from_block`).
-//!
-//! Honest limits: the TDX quote's signature chain is not verified here (the agent has no PCCS
-//! access; the cluster owner vouches for the code id in the registry). The intake checks that the
-//! quote's report_data binds the registry key, and for devtee quotes (accepted only when
-//! [`IntakeConfig::allow_simulated_quotes`] is set) that the compose hash equals the registry code
-//! id.
+//! - **The Indexer's quote must be genuine.** A TDX quote is verified with `dcap-qvl` against
+//!   Intel's collateral, fetched from a PCCS ([`IntakeConfig::pccs_url`]) and reused for a day,
+//!   under a TCB policy; then its report_data must bind the registry key and its event log must
+//!   prove the registry's code id as the compose hash. devtee quotes pass only with
+//!   [`IntakeConfig::allow_simulated_quotes`] (development chains).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,7 +45,9 @@ use attestmesh_core::push::{PushBody, PushError, REPRO_METHOD, fixed, repro_para
 use tokio::sync::mpsc;
 
 use attestmesh_proto::indexer as pb;
-use attestmesh_tee::quote::{self, QuoteError};
+use attestmesh_tee::dcap::{self, Collateral, TcbPolicy};
+use attestmesh_tee::pccs::PccsClient;
+use attestmesh_tee::quote::{self, QuoteError, QuotedReport};
 
 use crate::indexer_registry::{self as registry, IndexerInfo, RegistryError};
 
@@ -69,6 +70,10 @@ pub struct IntakeConfig {
     /// Accept devtee's simulated quotes as attestation. Development only: a simulated quote
     /// proves nothing, so production agents must leave this off.
     pub allow_simulated_quotes: bool,
+    /// PCCS for the collateral that verifies a TDX quote.
+    pub pccs_url: String,
+    /// TCB statuses accepted for the Indexer's platform.
+    pub tcb_policy: TcbPolicy,
     /// Fraction (0.0..=1.0) of verified pushes whose repro stub is run against `rpc_url`.
     pub repro_sample_rate: f64,
     /// First backoff after a teardown; doubles per consecutive failure up to `backoff_max`.
@@ -99,6 +104,8 @@ impl IntakeConfig {
             member_id,
             from_block: 0,
             allow_simulated_quotes: false,
+            pccs_url: attestmesh_tee::pccs::PHALA_PCCS_URL.to_string(),
+            tcb_policy: TcbPolicy::default(),
             repro_sample_rate: 0.0,
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
@@ -140,6 +147,10 @@ pub enum Rejection {
     MissingAttestation,
     #[error("attestation quote unusable: {0}")]
     BadQuote(String),
+    #[error("attestation quote not vouched for by Intel: {0}")]
+    UntrustedQuote(String),
+    #[error("cannot fetch the collateral to verify the attestation quote: {0}")]
+    Collateral(String),
     #[error("attestation report_data does not bind the registry key")]
     UnboundAttestation,
     #[error("attested code {got} differs from the registry code id {want}")]
@@ -229,14 +240,34 @@ pub fn verify_push(p: &pb::Push, key: &B256, cluster: Address) -> Result<PushBod
     Ok(body)
 }
 
-/// The attestation of the first push: its quote's report_data must bind the registry key.
+/// What a real (TDX) quote is verified with.
+#[derive(Debug, Clone, Copy)]
+pub struct TdxEvidence<'a> {
+    pub collateral: &'a Collateral,
+    pub now_secs: u64,
+    pub policy: &'a TcbPolicy,
+}
+
+/// The attestation of the first push. A devtee quote passes only when `allow_simulated`; a TDX
+/// quote only when Intel's collateral (`tdx`) verifies it under the TCB policy. Then its
+/// report_data must bind the registry key and, when the registry records a code id, its event
+/// log must prove that compose hash against RTMR3.
 pub fn verify_attestation(
     att: &pb::Attestation,
     info: &IndexerInfo,
     allow_simulated: bool,
+    tdx: Option<TdxEvidence<'_>>,
 ) -> Result<(), Rejection> {
-    let q = quote::report_data(&att.quote, allow_simulated)
-        .map_err(|e: QuoteError| Rejection::BadQuote(e.to_string()))?;
+    let q: QuotedReport = if quote::is_simulated(&att.quote) {
+        quote::report_data(&att.quote, allow_simulated)
+            .map_err(|e: QuoteError| Rejection::BadQuote(e.to_string()))?
+    } else {
+        quote::report_data(&att.quote, false).map_err(|e| Rejection::BadQuote(e.to_string()))?;
+        let ev = tdx.ok_or_else(|| Rejection::Collateral("none supplied".into()))?;
+        dcap::verify(&att.quote, ev.collateral, ev.now_secs, ev.policy)
+            .map_err(|e| Rejection::UntrustedQuote(e.to_string()))?
+            .report
+    };
     if !attestmesh_core::push::report_data_binds(&q.report_data, &info.pubkey) {
         return Err(Rejection::UnboundAttestation);
     }
@@ -329,8 +360,15 @@ enum End {
 pub struct Intake {
     cfg: IntakeConfig,
     rpc: RpcClient,
+    pccs: PccsClient,
+    /// The last quote's collateral, keyed by the quote's hash, and when it was fetched.
+    collateral: tokio::sync::Mutex<Option<(B256, Collateral, std::time::Instant)>>,
     stats: Arc<IntakeStats>,
 }
+
+/// How long fetched collateral is reused for the same quote before it is fetched again (Intel
+/// reissues TCB info and CRLs about monthly; a day keeps revocations current).
+const COLLATERAL_REUSE: Duration = Duration::from_secs(24 * 3600);
 
 impl Intake {
     pub fn new(cfg: IntakeConfig) -> Result<Self, IntakeError> {
@@ -351,9 +389,13 @@ impl Intake {
             ));
         }
         let rpc = RpcClient::new(&cfg.rpc_url)?.with_timeout(cfg.rpc_timeout);
+        let pccs = PccsClient::new(&cfg.pccs_url)
+            .map_err(|e| IntakeError::Config(format!("pccs_url: {e}")))?;
         Ok(Self {
             cfg,
             rpc,
+            pccs,
+            collateral: tokio::sync::Mutex::new(None),
             stats: Arc::new(IntakeStats::default()),
         })
     }
@@ -555,7 +597,7 @@ impl Intake {
                 Ok(None) => return Ok(End::Transport("stream closed by the Indexer".into())),
                 Err(s) => return Ok(End::Transport(format!("stream error: {s}"))),
             };
-            let body = match self.check(&p, info, first) {
+            let body = match self.check(&p, info, first).await {
                 Ok(b) => b,
                 Err(r) => {
                     self.stats.pushes_rejected.fetch_add(1, Ordering::Relaxed);
@@ -589,14 +631,52 @@ impl Intake {
         }
     }
 
-    fn check(&self, p: &pb::Push, info: &IndexerInfo, first: bool) -> Result<PushBody, Rejection> {
+    async fn check(
+        &self,
+        p: &pb::Push,
+        info: &IndexerInfo,
+        first: bool,
+    ) -> Result<PushBody, Rejection> {
         let body = verify_push(p, &info.pubkey, self.cfg.cluster)?;
         match (&p.attestation, first) {
-            (Some(a), _) => verify_attestation(a, info, self.cfg.allow_simulated_quotes)?,
+            (Some(a), _) if quote::is_simulated(&a.quote) => {
+                verify_attestation(a, info, self.cfg.allow_simulated_quotes, None)?
+            }
+            (Some(a), _) => {
+                let collateral = self.collateral_for(&a.quote).await?;
+                let now_secs = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let ev = TdxEvidence {
+                    collateral: &collateral,
+                    now_secs,
+                    policy: &self.cfg.tcb_policy,
+                };
+                verify_attestation(a, info, self.cfg.allow_simulated_quotes, Some(ev))?
+            }
             (None, true) => return Err(Rejection::MissingAttestation),
             (None, false) => {}
         }
         Ok(body)
+    }
+
+    /// Intel's collateral for `quote`: reused for the same quote for a day, else fetched.
+    async fn collateral_for(&self, quote: &[u8]) -> Result<Collateral, Rejection> {
+        let key = alloy_primitives::keccak256(quote);
+        let mut cached = self.collateral.lock().await;
+        if let Some((k, c, at)) = cached.as_ref()
+            && *k == key
+            && at.elapsed() < COLLATERAL_REUSE
+        {
+            return Ok(c.clone());
+        }
+        let c = self
+            .pccs
+            .fetch(quote)
+            .await
+            .map_err(|e| Rejection::Collateral(e.to_string()))?;
+        *cached = Some((key, c.clone(), std::time::Instant::now()));
+        Ok(c)
     }
 
     /// Runs the (canonical, already checked) repro stub against our own RPC. An RPC error is
@@ -657,6 +737,59 @@ mod tests {
         assert!(!resume_refused(&tonic::Status::unavailable("down")));
     }
 
+    /// Intel's published sample quote and collateral (dcap-qvl's, `crates/tee/testdata`): the
+    /// quote verifies, so what fails is the binding to our registry key; tampering, expired
+    /// collateral or none at all fail before that.
+    #[test]
+    fn tdx_quotes_are_verified_against_intels_collateral() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tee/testdata/dcap-qvl");
+        let quote = std::fs::read(dir.join("tdx_quote")).expect("sample quote");
+        let collateral = attestmesh_tee::dcap::parse_collateral(
+            &std::fs::read(dir.join("tdx_quote_collateral.json")).expect("sample collateral"),
+        )
+        .expect("collateral parses");
+        let policy = TcbPolicy::default();
+        let ev = |now_secs| TdxEvidence {
+            collateral: &collateral,
+            now_secs,
+            policy: &policy,
+        };
+        let info = IndexerInfo {
+            endpoint: "https://x".into(),
+            code_id: B256::ZERO,
+            pubkey: B256::repeat_byte(5),
+            updated_at: 0,
+        };
+        let att = |quote: Vec<u8>| pb::Attestation {
+            quote,
+            event_log: String::new(),
+        };
+        const NOW: u64 = 1_750_332_747;
+        assert_eq!(
+            verify_attestation(&att(quote.clone()), &info, false, Some(ev(NOW))),
+            Err(Rejection::UnboundAttestation)
+        );
+        let mut bad = quote.clone();
+        bad[600] ^= 1;
+        assert!(matches!(
+            verify_attestation(&att(bad), &info, false, Some(ev(NOW))),
+            Err(Rejection::UntrustedQuote(_))
+        ));
+        assert!(matches!(
+            verify_attestation(
+                &att(quote.clone()),
+                &info,
+                false,
+                Some(ev(NOW + 90 * 86_400))
+            ),
+            Err(Rejection::UntrustedQuote(_))
+        ));
+        assert!(matches!(
+            verify_attestation(&att(quote), &info, true, None),
+            Err(Rejection::Collateral(_))
+        ));
+    }
+
     #[test]
     fn quote_parsing() {
         let pk = B256::repeat_byte(5);
@@ -679,32 +812,32 @@ mod tests {
         };
         // devtee's quotes only when allowed; then the binding and the code id both hold.
         assert!(matches!(
-            verify_attestation(&att(sim.clone(), &log), &info, false),
+            verify_attestation(&att(sim.clone(), &log), &info, false, None),
             Err(Rejection::BadQuote(_))
         ));
         assert_eq!(
-            verify_attestation(&att(sim.clone(), &log), &info, true),
+            verify_attestation(&att(sim.clone(), &log), &info, true, None),
             Ok(())
         );
         let mut other = info.clone();
         other.pubkey = B256::repeat_byte(6);
         assert_eq!(
-            verify_attestation(&att(sim.clone(), &log), &other, true),
+            verify_attestation(&att(sim.clone(), &log), &other, true, None),
             Err(Rejection::UnboundAttestation)
         );
         assert!(matches!(
-            verify_attestation(&att(sim[..600].to_vec(), &log), &info, true),
+            verify_attestation(&att(sim[..600].to_vec(), &log), &info, true, None),
             Err(Rejection::BadQuote(_))
         ));
         let mut wrong_code = info.clone();
         wrong_code.code_id = B256::repeat_byte(8);
         assert!(matches!(
-            verify_attestation(&att(sim.clone(), &log), &wrong_code, true),
+            verify_attestation(&att(sim.clone(), &log), &wrong_code, true, None),
             Err(Rejection::CodeIdMismatch { .. })
         ));
         // The code id needs the event log: none, or another quote's, proves nothing.
         assert!(matches!(
-            verify_attestation(&att(sim.clone(), ""), &info, true),
+            verify_attestation(&att(sim.clone(), ""), &info, true, None),
             Err(Rejection::BadQuote(_))
         ));
         let (_, other_log) = attestmesh_tee::devtee::simulated_attestation(
@@ -713,12 +846,15 @@ mod tests {
             rd,
         );
         assert!(matches!(
-            verify_attestation(&att(sim.clone(), &other_log), &info, true),
+            verify_attestation(&att(sim.clone(), &other_log), &info, true, None),
             Err(Rejection::BadQuote(_))
         ));
         // A registry without a code id checks only the binding.
         let mut no_code = info.clone();
         no_code.code_id = B256::ZERO;
-        assert_eq!(verify_attestation(&att(sim, ""), &no_code, true), Ok(()));
+        assert_eq!(
+            verify_attestation(&att(sim, ""), &no_code, true, None),
+            Ok(())
+        );
     }
 }

@@ -640,11 +640,13 @@ impl<A: Attestor> Boot<'_, A> {
         me: B256,
         follower: &Follower,
     ) -> Result<mpsc::Receiver<WakeUp>, NodeError> {
-        let (cfg, attestor, stop) = (self.cfg, self.attestor, self.stop);
+        let (cfg, stop) = (self.cfg, self.stop);
         let mut ic = IntakeConfig::new(cfg.rpc_url.clone(), registry, cluster, me);
         // Resume right after our durable cursor: the Indexer replays what we may not have seen.
         ic.from_block = follower.cursor().map_or(0, |c| c.block.saturating_add(1));
-        ic.allow_simulated_quotes = runs_on_simulated_tee(attestor.as_ref()).await;
+        ic.allow_simulated_quotes = cfg.indexer_allow_simulated_quotes;
+        ic.pccs_url = cfg.pccs_url.clone();
+        ic.tcb_policy = cfg.indexer_tcb_policy.clone();
         ic.repro_sample_rate = cfg.indexer_repro_sample_rate;
         ic.extra_ca_pem = cfg.indexer_ca_pem.clone();
         ic.gateway_connect = cfg
@@ -668,19 +670,6 @@ impl<A: Attestor> Boot<'_, A> {
         }));
         tracing::info!(%registry, "Indexer intake started: verified pushes wake the follower");
         Ok(rx)
-    }
-}
-
-/// Whether this agent itself runs on devtee (its quotes are simulated). Only then does the
-/// intake accept an Indexer's simulated quote: an agent whose own identity is simulated gains
-/// nothing from demanding more of the Indexer, while a real TDX agent must never accept one.
-async fn runs_on_simulated_tee(attestor: &impl Attestor) -> bool {
-    match attestor.attestation_document([0u8; 64]).await {
-        Ok(doc) => attestmesh_tee::quote::is_simulated(&doc.quote),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read our own quote; refusing simulated Indexer quotes");
-            false
-        }
     }
 }
 

@@ -7,11 +7,13 @@
 pub mod attestor;
 pub mod client;
 pub mod compose;
+pub mod dcap;
 pub mod devtee;
 pub mod dstack;
 pub mod eventlog;
 pub mod hexfmt;
 pub mod kms;
+pub mod pccs;
 pub mod quote;
 pub mod tdx;
 pub mod wire;

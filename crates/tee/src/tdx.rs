@@ -71,8 +71,10 @@ pub enum TdxError {
     UnsupportedVersion(u16),
     #[error("not a TDX quote: tee_type {0:#x} (TDX is 0x81)")]
     NotTdx(u32),
-    #[error("quote v5 body type {0} is not a TD report (2: TDX 1.0, 3: TDX 1.5)")]
-    UnsupportedBody(u16),
+    #[error(
+        "quote v5 body type {body_type} of {size} bytes is not a TD report (2: TDX 1.0, 584 bytes; 3: TDX 1.5, 648; 4: TDX 1.5 ex, at least 648)"
+    )]
+    UnsupportedBody { body_type: u16, size: usize },
     #[error("quote of {0} bytes is truncated")]
     Truncated(usize),
     #[error("signature data length {declared} exceeds the {available} bytes that follow")]
@@ -136,11 +138,19 @@ impl TdxQuote {
             4 => TD_REPORT10_LEN,
             5 => {
                 let body_type = r.u16()?;
-                let _size = r.u32()?;
-                match body_type {
-                    2 => TD_REPORT10_LEN,
-                    3 => TD_REPORT15_LEN,
-                    t => return Err(TdxError::UnsupportedBody(t)),
+                let size = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
+                // 2: TDX 1.0, 3: TDX 1.5, 4: TDX 1.5 "ex" (1.5 plus service-TD fields, whose
+                // length the descriptor gives). All start with the 1.0 fields read below.
+                match (body_type, size) {
+                    (2, TD_REPORT10_LEN) => TD_REPORT10_LEN,
+                    (3, TD_REPORT15_LEN) => TD_REPORT15_LEN,
+                    (4, n) if n >= TD_REPORT15_LEN => n,
+                    (t, n) => {
+                        return Err(TdxError::UnsupportedBody {
+                            body_type: t,
+                            size: n,
+                        });
+                    }
                 }
             }
             v => return Err(TdxError::UnsupportedVersion(v)),
@@ -314,6 +324,12 @@ mod tests {
         );
         let mut body = v5.clone();
         body[48] = 9;
-        assert_eq!(TdxQuote::parse(&body), Err(TdxError::UnsupportedBody(9)));
+        assert_eq!(
+            TdxQuote::parse(&body),
+            Err(TdxError::UnsupportedBody {
+                body_type: 9,
+                size: TD_REPORT15_LEN
+            })
+        );
     }
 }

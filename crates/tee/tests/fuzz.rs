@@ -159,6 +159,7 @@ mod quote {
         q[4] = 0x81;
         if version == 5 {
             q[48..50].copy_from_slice(&2u16.to_le_bytes());
+            q[50..54].copy_from_slice(&584u32.to_le_bytes());
         }
         q[body + 520..body + 584].copy_from_slice(rd);
         q.extend_from_slice(&(sig as u32).to_le_bytes());

@@ -178,6 +178,8 @@ impl Devnet {
                 "--indexer-ca-file".into(),
                 self.gateway_ca_file().display().to_string(),
             ]);
+            // The devnet's Indexer runs on devtee; anvil's chain id lets the agent accept it.
+            argv.push("--indexer-allow-simulated-quotes".into());
         }
         Ok(argv)
     }

@@ -209,6 +209,10 @@ pub fn config(s: &Stack, dstack: &Path, iface: &str) -> Config {
         // As before the setting existed: the e2e tests do not spot-check the Indexer.
         indexer_repro_sample_rate: 0.0,
         indexer_ca_pem: Vec::new(),
+        // The tests' Indexer runs on devtee, on anvil.
+        indexer_allow_simulated_quotes: true,
+        pccs_url: attestmesh_tee::pccs::PHALA_PCCS_URL.into(),
+        indexer_tcb_policy: Default::default(),
         log_format: LogFormat::Pretty,
     }
 }
