@@ -150,6 +150,35 @@ fn every_pair_pings_and_echoes_through_the_gateway_only() {
     assert!(show.contains(&m.keys[1].public_key().to_string()), "{show}");
     assert!(show.contains(&m.keys[2].public_key().to_string()), "{show}");
     assert!(show.contains("transfer:"), "{show}");
+    // `wg show` tells the truth about handshakes: WireGuard's protocol carries them as wall-clock
+    // times (boringtun reports ages; our control socket converts), so the dump's
+    // latest-handshake column is a recent Unix time, not "56 years ago".
+    assert!(!show.contains("years ago"), "{show}");
+    let iface = format!("{}w0", m.lab.prefix);
+    let out = m
+        .lab
+        .ns_cmd(m.ns(0), &["wg", "show", &iface, "dump"])
+        .unwrap();
+    let dump = String::from_utf8_lossy(&out.stdout).into_owned();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for j in [1, 2] {
+        let key = m.keys[j].public_key().to_string();
+        let line = dump
+            .lines()
+            .skip(1)
+            .find(|l| l.starts_with(&key))
+            .unwrap_or_else(|| panic!("peer {j} missing from the dump:\n{dump}"));
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 8, "{line}");
+        let handshake: u64 = fields[4].parse().unwrap();
+        assert!(
+            handshake <= now + 1 && now - handshake < 180,
+            "peer {j}: latest handshake {handshake}, now {now}:\n{dump}"
+        );
+    }
 }
 
 #[test]
@@ -192,6 +221,17 @@ fn a_wrong_peer_key_never_carries_traffic_and_harms_no_one_else() {
         .unwrap();
     let rx: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert_eq!(rx, 0, "{text}");
+    // …and `wg` says so: no handshake is time 0 ("never"), not a bogus age.
+    let out = m
+        .lab
+        .ns_cmd(m.ns(2), &["wg", "show", &iface, "latest-handshakes"])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&m.keys[0].public_key().to_string()))
+        .unwrap();
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{text}");
 }
 
 #[test]

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::keys::{PrivateKey, PublicKey};
 use crate::uapi::{self, DeviceStatus, UapiError};
+use crate::uapi_proxy;
 
 /// Default interface name (DESIGN §6.2).
 pub const DEFAULT_IFACE: &str = "attestmesh0";
@@ -94,6 +95,12 @@ pub enum DeviceError {
     NoSuchLink(String),
     #[error(transparent)]
     Uapi(#[from] UapiError),
+    #[error("control socket {path}: {source}")]
+    ControlSocket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// An owned userspace WireGuard interface. Dropping it tears the interface down: boringtun's
@@ -101,7 +108,11 @@ pub enum DeviceError {
 /// socket is deleted.
 pub struct WgDevice {
     name: String,
+    /// boringtun's socket under its private name: our own calls (handshake *ages*).
     sock: PathBuf,
+    /// The canonical `/var/run/wireguard/<iface>.sock`, served by [`uapi_proxy`] for `wg`.
+    public_sock: PathBuf,
+    proxy: Option<tokio::task::JoinHandle<()>>,
     handle: Option<DeviceHandle>,
     listen_port: u16,
 }
@@ -140,13 +151,31 @@ impl WgDevice {
             uapi_fd: -1,
         };
         let handle = DeviceHandle::new(&settings.name, config).map_err(DeviceError::Boringtun)?;
-        let dev = Self {
+        let mut dev = Self {
             name: settings.name.clone(),
-            sock,
+            sock: sock.clone(),
+            public_sock: sock.clone(),
+            proxy: None,
             handle: Some(handle),
             listen_port: settings.listen_port,
         };
         // From here on, an error drops `dev`, which removes the half-built interface.
+        // boringtun's socket keeps working under a second name (a hard link to the same socket
+        // inode); the proxy's socket then replaces the canonical name atomically, so the path
+        // boringtun watches (it exits when the path disappears) never stops existing.
+        let inner = uapi_proxy::inner_path(&settings.name);
+        let cs = |path: &PathBuf| {
+            let path = path.clone();
+            move |source| DeviceError::ControlSocket { path, source }
+        };
+        let _ = std::fs::remove_file(&inner);
+        std::fs::hard_link(&sock, &inner).map_err(cs(&inner))?;
+        dev.sock = inner.clone();
+        let staging = sock.with_file_name(format!(".{}.proxy.sock", settings.name));
+        let _ = std::fs::remove_file(&staging);
+        let listener = tokio::net::UnixListener::bind(&staging).map_err(cs(&staging))?;
+        std::fs::rename(&staging, &sock).map_err(cs(&sock))?;
+        dev.proxy = Some(tokio::spawn(uapi_proxy::serve(listener, inner)));
         uapi::request(&dev.sock, &set_identity_body(&settings))?;
         configure_link(&settings).await?;
         tracing::info!(iface = %dev.name, address = %settings.address, "wireguard device up");
@@ -211,11 +240,18 @@ impl WgDevice {
         let Some(mut handle) = self.handle.take() else {
             return;
         };
-        // boringtun has no public stop call; deleting the control socket makes its monitor
-        // (1 s period) stop every worker, which `wait` then joins, so teardown is synchronous.
-        let _ = std::fs::remove_file(&self.sock);
+        if let Some(proxy) = self.proxy.take() {
+            proxy.abort();
+        }
+        // boringtun has no public stop call; deleting the canonical control socket path makes
+        // its monitor (1 s period) stop every worker, which `wait` then joins, so teardown is
+        // synchronous.
+        let _ = std::fs::remove_file(&self.public_sock);
         handle.wait();
         drop(handle);
+        if self.sock != self.public_sock {
+            let _ = std::fs::remove_file(&self.sock);
+        }
         tracing::info!(iface = %self.name, "wireguard device down");
     }
 }

@@ -12,6 +12,7 @@ pub mod proof;
 pub mod sni;
 pub mod tls;
 pub mod uapi;
+pub mod uapi_proxy;
 
 pub use device::{DeviceError, DeviceSettings, PeerSettings, WgDevice};
 pub use keys::{KeyParseError, PrivateKey, PublicKey};

@@ -13,6 +13,7 @@ use attestmesh_net::frame::{self, Decoder, FrameError};
 use attestmesh_net::gateway::Routes;
 use attestmesh_net::sni::{self, Sni};
 use attestmesh_net::uapi::{self, DeviceStatus, PeerStatus};
+use attestmesh_net::uapi_proxy;
 use attestmesh_net::{PublicKey, tls};
 use proptest::prelude::*;
 
@@ -169,6 +170,30 @@ proptest! {
         // Mutations: an error or a status, never a panic.
         let m = mutate(body.into_bytes(), &edits);
         let _ = uapi::parse_get(&String::from_utf8_lossy(&m));
+    }
+
+    /// The control-socket proxy's rewrite of a device answer (`uapi_proxy`): any text never
+    /// panics; a real status keeps every peer, key and counter, and each handshake age `a`
+    /// becomes the wall-clock time `now − a`.
+    #[test]
+    fn fuzz_uapi_proxy_rewrite(text in "(?s).{0,400}", st in device_status(), edits in edits(),
+                               now_secs in 1_000_000_000u64..4_000_000_000) {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(now_secs);
+        let _ = uapi_proxy::absolute_handshake_times(&text, now);
+        let body = render(&st);
+        let out = uapi::parse_get(&uapi_proxy::absolute_handshake_times(&body, now)).unwrap();
+        prop_assert_eq!(out.peers.len(), st.peers.len());
+        for (got, want) in out.peers.iter().zip(&st.peers) {
+            prop_assert_eq!(got.public_key, want.public_key);
+            prop_assert_eq!(got.rx_bytes, want.rx_bytes);
+            prop_assert_eq!(got.tx_bytes, want.tx_bytes);
+            if let (Some(age), Some(abs)) = (want.last_handshake_age, got.last_handshake_age) {
+                let expect = now_secs.saturating_sub(age.as_secs() + u64::from(age.subsec_nanos() > 0));
+                prop_assert!(abs.as_secs().abs_diff(expect) <= 1, "{:?} -> {:?}", age, abs);
+            }
+        }
+        let m = mutate(body.into_bytes(), &edits);
+        let _ = uapi_proxy::absolute_handshake_times(&String::from_utf8_lossy(&m), now);
     }
 }
 
