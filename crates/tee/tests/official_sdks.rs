@@ -1,6 +1,6 @@
 //! devtee against dstack's official SDKs, which we did not write (issue 15 item 7): the Python
-//! `dstack-sdk` from PyPI (`spec/requirements.txt`) and the Rust `dstack-sdk` crate call every
-//! guest-agent method; their own models must accept every answer, their `replay_rtmrs` must
+//! `dstack-sdk` from PyPI (`spec/requirements.txt`), the JavaScript `@phala/dstack-sdk` from npm
+//! (`package.json`) and the Rust `dstack-sdk` crate call every guest-agent method; their own models must accept every answer, their `replay_rtmrs` must
 //! reproduce the quote's RTMRs, and what they return is checked here against the KMS formulas,
 //! the TDX quote layout and independent signature verification.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -79,26 +79,25 @@ fn python_sdk_available() -> bool {
 
 fn require_or_skip(what: &str) -> bool {
     if std::env::var_os("ATTESTMESH_REQUIRE_LAB").is_some() {
-        panic!("{what} is required (ATTESTMESH_REQUIRE_LAB): pip install -r spec/requirements.txt");
+        panic!("{what} is required (ATTESTMESH_REQUIRE_LAB): scripts/test installs it");
     }
-    eprintln!("skipping: {what} not installed (pip install -r spec/requirements.txt)");
+    eprintln!("skipping: {what} not installed (scripts/test installs it)");
     false
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/every_method.py")
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(name)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_dstack_sdk_calls_every_method_against_devtee() {
-    if !python_sdk_available() && !require_or_skip("python3 with dstack-sdk") {
-        return;
-    }
+/// Runs `program script` against a fresh devtee and checks the report it prints.
+async fn run_sdk_script(program: &'static str, script: PathBuf) {
     let d = start().await;
     let socket = d.socket.clone();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script())
+        Command::new(program)
+            .arg(script)
             .env("DSTACK_SIMULATOR_ENDPOINT", &socket)
             .output()
             .unwrap()
@@ -113,6 +112,23 @@ async fn python_dstack_sdk_calls_every_method_against_devtee() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     check_report(&r);
     d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_dstack_sdk_calls_every_method_against_devtee() {
+    if !python_sdk_available() && !require_or_skip("python3 with dstack-sdk") {
+        return;
+    }
+    run_sdk_script("python3", script("every_method.py")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_dstack_sdk_calls_every_method_against_devtee() {
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../node_modules/@phala/dstack-sdk");
+    if !sdk.is_dir() && !require_or_skip("node with @phala/dstack-sdk (npm ci)") {
+        return;
+    }
+    run_sdk_script("node", script("every_method.mjs")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
