@@ -115,6 +115,22 @@ impl Mesh {
             .unwrap_or(false)
     }
 
+    /// The first value `wg show <node i's iface> <what>` prints for `peer`'s key.
+    fn wg_peer_column(&self, i: usize, what: &str, peer: usize) -> String {
+        let iface = format!("{}w{i}", self.lab.prefix);
+        let out = self
+            .lab
+            .ns_cmd(self.ns(i), &["wg", "show", &iface, what])
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let key = self.keys[peer].public_key().to_string();
+        text.lines()
+            .find(|l| l.starts_with(&key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no {what} for peer {peer}:\n{text}"))
+            .to_string()
+    }
+
     fn wg_show(&self, i: usize) -> String {
         let iface = format!("{}w{i}", self.lab.prefix);
         let out = self
@@ -208,30 +224,10 @@ fn a_wrong_peer_key_never_carries_traffic_and_harms_no_one_else() {
     assert!(!m.echo(0, 2, 1024));
     assert!(m.echo(0, 1, 1 << 20));
     assert!(m.echo(1, 2, 1 << 20));
-    // Node 2 never completed a handshake with node 0, nor received a byte from it.
-    let iface = format!("{}w2", m.lab.prefix);
-    let out = m
-        .lab
-        .ns_cmd(m.ns(2), &["wg", "show", &iface, "transfer"])
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&m.keys[0].public_key().to_string()))
-        .unwrap();
-    let rx: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert_eq!(rx, 0, "{text}");
-    // …and `wg` says so: no handshake is time 0 ("never"), not a bogus age.
-    let out = m
-        .lab
-        .ns_cmd(m.ns(2), &["wg", "show", &iface, "latest-handshakes"])
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&m.keys[0].public_key().to_string()))
-        .unwrap();
-    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{text}");
+    // Node 2 never completed a handshake with node 0, nor received a byte from it, and `wg` says
+    // so: no handshake is time 0 ("never"), not a bogus age.
+    assert_eq!(m.wg_peer_column(2, "transfer", 0), "0");
+    assert_eq!(m.wg_peer_column(2, "latest-handshakes", 0), "0");
 }
 
 #[test]
