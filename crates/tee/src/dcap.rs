@@ -22,19 +22,6 @@ pub struct TcbPolicy {
 /// Statuses [`TcbPolicy::default`] accepts: a platform that is up to date, or whose remaining
 /// advisories are mitigated in software (what current TDX hosts commonly report).
 pub const DEFAULT_ACCEPTED_STATUSES: &[&str] = &["UpToDate", "SWHardeningNeeded"];
-/// Every status Intel defines; a policy may name only these.
-pub const KNOWN_STATUSES: &[&str] = &[
-    "UpToDate",
-    "SWHardeningNeeded",
-    "ConfigurationNeeded",
-    "ConfigurationAndSWHardeningNeeded",
-    "OutOfDate",
-    "OutOfDateConfigurationNeeded",
-    "TDRelaunchAdvised",
-    "TDRelaunchAdvisedConfigurationNeeded",
-    "Revoked",
-];
-
 impl Default for TcbPolicy {
     fn default() -> Self {
         Self {
@@ -47,12 +34,14 @@ impl Default for TcbPolicy {
 }
 
 impl TcbPolicy {
-    /// A policy from a comma-separated list (`UpToDate,SWHardeningNeeded`). `Revoked` is never
-    /// accepted.
+    /// A policy from a comma-separated list (`UpToDate,SWHardeningNeeded`) of the statuses
+    /// `dcap-qvl` defines ([`dcap_qvl::TcbStatus`]). `Revoked` is never accepted.
     pub fn parse(list: &str) -> Result<Self, DcapError> {
         let mut accept = Vec::new();
         for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if !KNOWN_STATUSES.contains(&s) || s == "Revoked" {
+            let status: Option<dcap_qvl::TcbStatus> =
+                serde_json::from_value(serde_json::Value::String(s.to_string())).ok();
+            if status.is_none_or(|st| st == dcap_qvl::TcbStatus::Revoked) {
                 return Err(DcapError::BadPolicy(s.to_string()));
             }
             if !accept.iter().any(|a| a == s) {
@@ -88,7 +77,7 @@ pub enum DcapError {
     #[error("collateral is not dcap-qvl's JSON: {0}")]
     Collateral(String),
     #[error(
-        "TCB status {0:?} is not one policy may accept (one of {KNOWN_STATUSES:?}, never Revoked)"
+        "TCB status {0:?} is not one a policy may accept (a status Intel defines, such as UpToDate or SWHardeningNeeded; never Revoked)"
     )]
     BadPolicy(String),
 }

@@ -156,7 +156,7 @@ pub fn compose_hash(entries: &[EventLogEntry], rtmr3: &Measurement) -> Result<B2
     for (index, e) in entries.iter().enumerate().filter(|(_, e)| e.imr == 3) {
         mr = extend(&mr, &event_digest(index, e)?);
         if e.event_type == DSTACK_RUNTIME_EVENT_TYPE && e.event == COMPOSE_HASH_EVENT {
-            found.push(e.event_payload.clone());
+            found.push((index, &e.event_payload));
         }
     }
     if &mr != rtmr3 {
@@ -164,10 +164,10 @@ pub fn compose_hash(entries: &[EventLogEntry], rtmr3: &Measurement) -> Result<B2
     }
     match found.as_slice() {
         [] => Err(EventLogError::NoComposeHash),
-        [one] => {
+        [(index, payload)] => {
             let bytes =
-                hexfmt::decode("event_payload", one).map_err(|x| EventLogError::BadHex {
-                    index: 0,
+                hexfmt::decode("event_payload", payload).map_err(|x| EventLogError::BadHex {
+                    index: *index,
                     reason: x.to_string(),
                 })?;
             if bytes.len() != 32 {

@@ -51,10 +51,7 @@ pub fn compose_hash(report: &QuotedReport, event_log: &str) -> Result<B256, Quot
     Ok(eventlog::compose_hash(&entries, &report.rtmr3)?)
 }
 
-/// Whether `quote` is one devtee made.
-pub fn is_simulated(quote: &[u8]) -> bool {
-    crate::tdx::is_simulated(quote)
-}
+pub use crate::tdx::is_simulated;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
