@@ -639,20 +639,21 @@ impl Intake {
     ) -> Result<PushBody, Rejection> {
         let body = verify_push(p, &info.pubkey, self.cfg.cluster)?;
         match (&p.attestation, first) {
-            (Some(a), _) if quote::is_simulated(&a.quote) => {
-                verify_attestation(a, info, self.cfg.allow_simulated_quotes, None)?
-            }
             (Some(a), _) => {
-                let collateral = self.collateral_for(&a.quote).await?;
+                // Only a TDX quote needs Intel's collateral (a devtee quote has none to fetch).
+                let collateral = match quote::is_simulated(&a.quote) {
+                    true => None,
+                    false => Some(self.collateral_for(&a.quote).await?),
+                };
                 let now_secs = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                let ev = TdxEvidence {
-                    collateral: &collateral,
+                let ev = collateral.as_ref().map(|collateral| TdxEvidence {
+                    collateral,
                     now_secs,
                     policy: &self.cfg.tcb_policy,
-                };
-                verify_attestation(a, info, self.cfg.allow_simulated_quotes, Some(ev))?
+                });
+                verify_attestation(a, info, self.cfg.allow_simulated_quotes, ev)?
             }
             (None, true) => return Err(Rejection::MissingAttestation),
             (None, false) => {}
@@ -735,6 +736,58 @@ mod tests {
         let capped = tonic::Status::resource_exhausted("max_replay_blocks in the message only");
         assert!(!resume_refused(&capped));
         assert!(!resume_refused(&tonic::Status::unavailable("down")));
+    }
+
+    /// DESIGN §1 invariant 5 (the Indexer is attested): an Indexer that writes a TDX-layout
+    /// quote itself — Intel's vendor id, report_data binding its registry key — but has no
+    /// quoting enclave to sign it. Before dcap verification this exact quote was accepted.
+    #[test]
+    fn attack_indexer_with_a_self_made_tdx_quote_is_refused() {
+        let pk = B256::repeat_byte(5);
+        let mut forged = vec![0u8; 48 + 584];
+        forged[0] = 4;
+        forged[2] = 2;
+        forged[4] = 0x81;
+        forged[12..28].copy_from_slice(&attestmesh_tee::tdx::INTEL_QE_VENDOR_ID);
+        forged[568..632].copy_from_slice(&attestmesh_core::push::attestation_report_data(&pk));
+        forged.extend_from_slice(&64u32.to_le_bytes());
+        forged.extend_from_slice(&[0u8; 64]);
+        let info = IndexerInfo {
+            endpoint: "https://x".into(),
+            code_id: B256::ZERO,
+            pubkey: pk,
+            updated_at: 0,
+        };
+        let att = pb::Attestation {
+            quote: forged,
+            event_log: String::new(),
+        };
+        // It parses and binds the key…
+        let r = quote::report_data(&att.quote, false).expect("a well-formed layout");
+        assert!(attestmesh_core::push::report_data_binds(
+            &r.report_data,
+            &pk
+        ));
+        // …but without Intel's collateral nothing vouches for it, and with it the signature fails.
+        assert!(matches!(
+            verify_attestation(&att, &info, true, None),
+            Err(Rejection::Collateral(_))
+        ));
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tee/testdata/dcap-qvl");
+        let collateral = attestmesh_tee::dcap::parse_collateral(
+            &std::fs::read(dir.join("tdx_quote_collateral.json")).expect("sample collateral"),
+        )
+        .expect("collateral parses");
+        let policy = TcbPolicy::default();
+        let ev = TdxEvidence {
+            collateral: &collateral,
+            now_secs: 1_750_332_747,
+            policy: &policy,
+        };
+        assert!(matches!(
+            verify_attestation(&att, &info, true, Some(ev)),
+            Err(Rejection::UntrustedQuote(_))
+        ));
     }
 
     /// Intel's published sample quote and collateral (dcap-qvl's, `crates/tee/testdata`): the
