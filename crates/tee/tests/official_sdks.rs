@@ -317,22 +317,12 @@ fn check_report(r: &Value) {
             .all(|&b| b == 0)
     );
     let rtmrs = quote_rtmrs(&quote_bytes);
-    let replayed: Vec<String> = q["replayed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    let replayed: Vec<String> = strings(&q["replayed"]);
     assert_eq!(
         replayed, rtmrs,
         "the SDK's replay_rtmrs must give the quote's RTMRs"
     );
-    let info_rtmrs: Vec<String> = tcb["rtmr"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    let info_rtmrs: Vec<String> = strings(&tcb["rtmr"]);
     assert_eq!(info_rtmrs, rtmrs);
     assert_eq!(hexb(&tcb["mrtd"]), parsed.report.mr_td);
     assert!(
@@ -348,12 +338,7 @@ fn check_report(r: &Value) {
     let after_rtmrs = quote_rtmrs(&hexb(&after["quote"]));
     assert_eq!(after_rtmrs[..3], rtmrs[..3]);
     assert_ne!(after_rtmrs[3], rtmrs[3]);
-    let after_replayed: Vec<String> = after["replayed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    let after_replayed: Vec<String> = strings(&after["replayed"]);
     assert_eq!(after_replayed, after_rtmrs);
     assert_eq!(
         after["events"].as_array().unwrap().last().unwrap(),
@@ -405,13 +390,22 @@ fn check_report(r: &Value) {
         }
         let chain = s["chain"].as_array().unwrap();
         assert_eq!(chain.len(), 3);
-        assert_eq!(hexb(&chain[0]), sig_bytes(s));
+        assert_eq!(hexb(&chain[0]), hexb(&s["signature"]));
         check_chain("signing", &pk, &hexb(&chain[1]), &hexb(&chain[2]));
     }
 }
 
-fn sig_bytes(s: &Value) -> Vec<u8> {
-    hexb(&s["signature"])
+/// A JSON array of strings.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("not a string: {s}"))
+                .to_string()
+        })
+        .collect()
 }
 
 /// The leaf verifies under the CA for `sdk-test.example` with rustls' webpki verifier.

@@ -131,6 +131,16 @@ async fn serve(routes: Routes) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
     (format!("http://{addr}"), seen)
 }
 
+/// What fetching `quote`'s collateral from a PCCS serving `routes` fails with.
+async fn fetch_error(routes: Routes, quote: &[u8]) -> PccsError {
+    let (url, _) = serve(routes).await;
+    PccsClient::new(&url)
+        .unwrap()
+        .fetch(quote)
+        .await
+        .expect_err("the fetch should fail")
+}
+
 #[tokio::test]
 async fn fetched_collateral_verifies_the_sample_quote_like_the_published_one() {
     let quote = sample("tdx_quote");
@@ -180,12 +190,7 @@ async fn a_lying_or_broken_pccs_is_an_error_naming_the_request() {
         .unwrap()
         .0
         .clear();
-    let (url, _) = serve(r).await;
-    let e = PccsClient::new(&url)
-        .unwrap()
-        .fetch(&quote)
-        .await
-        .unwrap_err();
+    let e = fetch_error(r, &quote).await;
     assert!(
         matches!(
             e,
@@ -200,12 +205,7 @@ async fn a_lying_or_broken_pccs_is_an_error_naming_the_request() {
     // A PCCS without the root CA CRL: HTTP 404 on that URL.
     let mut r = routes(&published);
     r.remove("/sgx/certification/v4/rootcacrl");
-    let (url, _) = serve(r).await;
-    let e = PccsClient::new(&url)
-        .unwrap()
-        .fetch(&quote)
-        .await
-        .unwrap_err();
+    let e = fetch_error(r, &quote).await;
     assert!(
         matches!(e, PccsError::Status { status: 404, ref url } if url.ends_with("/rootcacrl")),
         "{e}"
