@@ -3,7 +3,11 @@
 //!   floor "registration block + commitment block + two heartbeat intervals" (target ≤ 1.5×);
 //! - idle CPU and RSS of one agent, from /proc over 10 s (targets < 2 %, < 40 MB);
 //! - heartbeat bytes per second per peer: from the fixed heartbeat size and interval, and
-//!   measured from the agent's `attestmesh_heartbeats_sent_total` counter.
+//!   measured from the agent's `attestmesh_heartbeats_sent_total` counter;
+//! - push latency on the devnet: a sealed message from node 0 to node 1, from the moment its
+//!   block is first seen at the chain's RPC to the moment node 1's app receives it (the Indexer's
+//!   push through the gateway, then the agent's pull of that block), p50/p99 over
+//!   `PUSH_SAMPLES` messages, beside send → receive.
 //!
 //! Without root or without the `attestmesh` binary it says so and exits 0 (benchmarks are not
 //! tests). `ATTESTMESH_BIN` overrides the binary; `BENCH_RUNS` repeats the convergence run.
@@ -12,13 +16,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use attestmesh_core::heartbeat::HEARTBEAT_LEN;
 use attestmesh_lab::devnet::{self, Devnet, UpConfig};
+use attestmesh_proto::agent::agent_client::AgentClient;
+use attestmesh_proto::agent::{SendMessageRequest, SubscribeMessagesRequest};
 
 const NODES: usize = 3;
 const BLOCK_TIME_S: u64 = 2;
 const HEARTBEAT_MS: u64 = 2000;
 const SAMPLE: Duration = Duration::from_secs(10);
+const PUSH_SAMPLES: usize = 12;
+/// How often the bench polls the chain head to timestamp each block's first sighting.
+const HEAD_POLL: Duration = Duration::from_millis(10);
 
 fn exe() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ATTESTMESH_BIN") {
@@ -173,7 +185,101 @@ async fn measure(dn: &Devnet, floor: Duration, idle: bool) -> Result<Duration, S
             "heartbeat per peer, measured: the agent exposes no attestmesh_heartbeats_sent_total"
         ),
     }
+    push_latency(dn).await?;
     Ok(conv)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+/// Sends `PUSH_SAMPLES` messages from node 0 to node 1 one after another and prints, p50/p99,
+/// block first seen at the RPC → received by node 1's app, and send → receive.
+async fn push_latency(dn: &Devnet) -> Result<(), String> {
+    let (a, b) = match (dn.state.nodes.first(), dn.state.nodes.get(1)) {
+        (Some(a), Some(b)) => (a.clone(), b.clone()),
+        _ => return Err("push latency needs two nodes".into()),
+    };
+    let connect = |p: PathBuf| async move {
+        attestmesh_proto::socket::connect_agent(&p)
+            .await
+            .map(AgentClient::new)
+            .map_err(|e| format!("agent socket {}: {e}", p.display()))
+    };
+    let mut sender = connect(a.agent_socket.clone()).await?;
+    let mut receiver = connect(b.agent_socket.clone()).await?;
+    let mut inbox = receiver
+        .subscribe_messages(SubscribeMessagesRequest { from_block: 0 })
+        .await
+        .map_err(|e| format!("subscribe: {e}"))?
+        .into_inner();
+    // First sighting of every block number at the RPC, by a poller running beside the sends.
+    let seen: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let rpc = dn.rpc().clone();
+    let poller = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(n) = rpc.block_number().await {
+                    let now = Instant::now();
+                    if let Ok(mut m) = seen.lock() {
+                        m.entry(n).or_insert(now);
+                    }
+                }
+                tokio::time::sleep(HEAD_POLL).await;
+            }
+        })
+    };
+    let mut after_block = Vec::new();
+    let mut end_to_end = Vec::new();
+    let mut failure = None;
+    for k in 0..PUSH_SAMPLES {
+        let t0 = Instant::now();
+        let sent = sender
+            .send_message(SendMessageRequest {
+                recipient_member_id: b.member_id.to_vec(),
+                plaintext: format!("push latency sample {k}").into_bytes(),
+            })
+            .await;
+        if let Err(e) = sent {
+            failure = Some(format!("send: {e}"));
+            break;
+        }
+        let got = tokio::time::timeout(Duration::from_secs(60), inbox.message()).await;
+        let t1 = Instant::now();
+        let msg = match got {
+            Ok(Ok(Some(m))) => m,
+            other => {
+                failure = Some(format!("message {k} not received: {other:?}"));
+                break;
+            }
+        };
+        end_to_end.push(t1 - t0);
+        let first_seen = seen
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&msg.block_number).copied());
+        if let Some(s) = first_seen {
+            after_block.push(t1.saturating_duration_since(s));
+        }
+    }
+    poller.abort();
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    after_block.sort();
+    end_to_end.sort();
+    println!(
+        "push latency (devnet, n0 -> n1, {} messages): block seen at the RPC -> received p50={:.1} ms p99={:.1} ms; send -> received p50={:.0} ms p99={:.0} ms ({} s blocks)",
+        after_block.len(),
+        percentile(&after_block, 0.5).as_secs_f64() * 1e3,
+        percentile(&after_block, 0.99).as_secs_f64() * 1e3,
+        percentile(&end_to_end, 0.5).as_secs_f64() * 1e3,
+        percentile(&end_to_end, 0.99).as_secs_f64() * 1e3,
+        BLOCK_TIME_S
+    );
+    Ok(())
 }
 
 fn main() {
