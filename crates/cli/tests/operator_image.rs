@@ -148,12 +148,21 @@ fn compose_file_has_the_dstack_agent_shape() {
         Some(socket.as_str())
     );
 
-    // Health: the check hits /healthz on the address the agent serves it on.
+    // Health: served on every address of the container and published, so operators reach it
+    // through the gateway (`<app id>-<port>.<domain>`); the check hits it on loopback.
     let health = flag_value("--health-addr").expect("--health-addr in the agent command");
+    let port = health
+        .strip_prefix("0.0.0.0:")
+        .unwrap_or_else(|| panic!("--health-addr {health}: not reachable through the gateway"));
+    assert!(
+        strings(&agent["ports"]).contains(&format!("{port}:{port}")),
+        "the health port {port} is not published: {:?}",
+        agent["ports"]
+    );
     let test = strings(&agent["healthcheck"]["test"]).join(" ");
     assert!(
-        test.contains(&format!("http://{health}/healthz")),
-        "healthcheck {test:?} does not hit {health}/healthz"
+        test.contains(&format!("http://127.0.0.1:{port}/healthz")),
+        "healthcheck {test:?} does not hit port {port}'s /healthz"
     );
     assert_eq!(
         app["depends_on"]["agent"]["condition"].as_str(),

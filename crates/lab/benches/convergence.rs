@@ -12,7 +12,6 @@
 //! Without root or without the `attestmesh` binary it says so and exits 0 (benchmarks are not
 //! tests). `ATTESTMESH_BIN` overrides the binary; `BENCH_RUNS` repeats the convergence run.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -72,8 +71,11 @@ fn clock_ticks() -> u64 {
 
 fn heartbeats_sent(dn: &Devnet, i: usize) -> Option<f64> {
     let n = dn.state.nodes.get(i)?;
-    let addr: SocketAddr = n.health_addr.parse().ok()?;
-    let (_, body) = devnet::http_get_in_ns(&n.ns, addr, "/metrics", Duration::from_secs(2)).ok()?;
+    let (_, body) = dn
+        .gateway()
+        .ok()?
+        .get(n.member_contract, devnet::HEALTH_PORT, "/metrics")
+        .ok()?;
     body.lines()
         .find(|l| l.starts_with("attestmesh_heartbeats_sent_total"))
         .and_then(|l| l.split_whitespace().last())

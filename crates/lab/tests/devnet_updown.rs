@@ -68,6 +68,7 @@ async fn three_nodes_reach_healthy_and_down_leaves_nothing_async() {
         ips.insert(n["mesh_ip"].as_str().unwrap().to_owned());
     }
     assert_eq!(ips.len(), 3, "distinct mesh IPs");
+    production_topology(&t.dn, &st);
     // The readable table names every node and its phase.
     let out = Command::new(&exe)
         .args(["devnet", "status", "--dir"])
@@ -134,6 +135,69 @@ async fn three_nodes_reach_healthy_and_down_leaves_nothing_async() {
     assert!(running.is_empty(), "processes still running: {running:?}");
     assert!(!dir.exists(), "devnet directory still there");
     drop(t);
+}
+
+/// The devnet's topology is production's (DESIGN §12): the Indexer in its own CVM namespace,
+/// every CVM (node or Indexer) reachable only through the gateway, over TLS it terminates.
+fn production_topology(dn: &devnet::Devnet, st: &serde_json::Value) {
+    let s = &dn.state;
+    let ix_ns = s.indexer_ns.clone().expect("the Indexer has its own namespace");
+    assert_eq!(ix_ns, format!("{}ix", s.prefix));
+    for name in ["indexer", "indexer-devtee"] {
+        let p = s.services.iter().find(|p| p.name == name).expect(name);
+        assert_eq!(p.ns, ix_ns, "{name} runs in the Indexer's CVM");
+    }
+    let indexer_url = st["indexer_url"].as_str().unwrap();
+    assert!(
+        indexer_url.starts_with("https://") && indexer_url.ends_with(devnet::GATEWAY_DOMAIN),
+        "{indexer_url}"
+    );
+    for n in st["nodes"].as_array().unwrap() {
+        let url = n["health_url"].as_str().unwrap();
+        assert!(
+            url.starts_with("https://") && url.contains(devnet::GATEWAY_DOMAIN),
+            "health only through the gateway: {url}"
+        );
+    }
+    // Through the gateway: each node's /metrics and the Indexer's /healthz.
+    let reach = dn.gateway().unwrap();
+    let (code, metrics) = reach
+        .get(s.nodes[0].member_contract, devnet::HEALTH_PORT, "/metrics")
+        .unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("attestmesh_heartbeats_sent_total"), "{metrics}");
+    let registry = s.contracts.indexer_registry.unwrap();
+    let (code, ix) = reach
+        .get_json(registry, devnet::INDEXER_HTTP_PORT, "/healthz")
+        .unwrap();
+    assert_eq!(code, 200, "{ix}");
+    // Not around it: from a node, neither another node's health nor the Indexer's ports; from
+    // the host, no node at all.
+    let short = std::time::Duration::from_secs(1);
+    let ix_addr = std::net::SocketAddr::from(([10, 78, 1, 2], devnet::INDEXER_GRPC_PORT));
+    let other_health = std::net::SocketAddr::new(s.nodes[1].addr.into(), devnet::HEALTH_PORT);
+    for to in [ix_addr, other_health] {
+        assert!(
+            devnet::connect_in_ns(&s.nodes[0].ns, to, short).is_err(),
+            "node 0 reached {to} around the gateway"
+        );
+    }
+    // The host's only way in is its link to the gateway namespace, and the gateway namespace
+    // forwards nothing: the host has no route into a CVM's address (a connect attempt would
+    // leave by the host's default route, never entering the devnet).
+    let cvm_addrs = s
+        .nodes
+        .iter()
+        .map(|n| n.addr.to_string())
+        .chain(["10.78.1.2".to_owned()]);
+    for addr in cvm_addrs {
+        let out = Command::new("ip").args(["route", "get", &addr]).output().unwrap();
+        let route = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !route.contains(&format!("dev {} ", s.host_if)),
+            "the host routes {addr} into the devnet: {route}"
+        );
+    }
 }
 
 #[test]

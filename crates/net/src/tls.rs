@@ -98,6 +98,33 @@ pub fn terminating_server_config(
     Ok(Arc::new(cfg))
 }
 
+/// A client of the gateway's terminating form (`<app>-<port>.<domain>`): the server certificate
+/// must chain to the webpki (Mozilla) roots, as a dstack gateway's public certificate does, or
+/// to one of the PEM certificates in `extra_ca_pem` (a dev gateway's CA). Announces `http/1.1`.
+pub fn gateway_client_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(pem) = extra_ca_pem {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Pem(format!("CA certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(TlsError::Pem("the CA file holds no certificate".into()));
+        }
+        for c in certs {
+            roots.add(c)?;
+        }
+    }
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
 /// A client config that accepts any server certificate and announces `alpn`.
 pub fn client_config(alpn: Vec<u8>) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
@@ -186,6 +213,63 @@ mod tests {
             terminating_server_config(ca.leaf_pem.as_bytes(), b"junk"),
             Err(TlsError::Pem(_))
         ));
+    }
+
+    /// Runs a TLS handshake between `client` and `server` in memory; `Err` is the client's.
+    fn handshake(
+        client: Arc<ClientConfig>,
+        server: Arc<ServerConfig>,
+        name: &str,
+    ) -> Result<(), rustls::Error> {
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        let mut c = rustls::ClientConnection::new(client, name).unwrap();
+        let mut s = rustls::ServerConnection::new(server).unwrap();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                s.read_tls(&mut rd).unwrap();
+            }
+            let _ = s.process_new_packets();
+            let mut buf = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).unwrap();
+            }
+            c.process_new_packets()?;
+            if !c.is_handshaking() {
+                return Ok(());
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    #[test]
+    fn gateway_client_trusts_the_dev_ca_and_nothing_else() {
+        let ca = dev_ca("mesh.test").unwrap();
+        let server =
+            terminating_server_config(ca.leaf_pem.as_bytes(), ca.leaf_key_pem.as_bytes()).unwrap();
+        let trusting = gateway_client_config(Some(ca.ca_pem.as_bytes())).unwrap();
+        handshake(trusting.clone(), server.clone(), "abc-9090.mesh.test").unwrap();
+        // The wildcard covers one label only, and another CA is not this one.
+        assert!(handshake(trusting, server.clone(), "abc-9090.other.test").is_err());
+        let other = dev_ca("mesh.test").unwrap();
+        let stranger = gateway_client_config(Some(other.ca_pem.as_bytes())).unwrap();
+        assert!(handshake(stranger, server.clone(), "abc-9090.mesh.test").is_err());
+        let public_only = gateway_client_config(None).unwrap();
+        assert!(handshake(public_only, server, "abc-9090.mesh.test").is_err());
+        for bad in [&b""[..], b"not pem", ca.leaf_key_pem.as_bytes()] {
+            assert!(
+                matches!(gateway_client_config(Some(bad)), Err(TlsError::Pem(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -152,17 +152,20 @@ impl Devnet {
         );
         self.start_alto(cfg).await?;
 
-        step(7, "Indexer and its registry record");
-        self.start_indexer(&key_file).await?;
-
         step(
-            8,
+            7,
             &format!(
-                "dev gateway on :{GATEWAY_PORT} ({GATEWAY_DOMAIN}, routes for {} node slots)",
+                "dev gateway on :{GATEWAY_PORT} ({GATEWAY_DOMAIN}, routes for {} node slots and the Indexer)",
                 self.state.gateway_slots
             ),
         );
         self.start_gateway().await?;
+
+        step(
+            8,
+            "Indexer in its own CVM namespace (reached through the gateway) and its registry record",
+        );
+        self.start_indexer(&key_file).await?;
 
         step(
             9,

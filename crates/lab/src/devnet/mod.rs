@@ -13,6 +13,7 @@ mod netns;
 mod nodes;
 mod prereq;
 mod proc;
+mod reach;
 mod services;
 pub mod state;
 mod status;
@@ -35,9 +36,10 @@ use nodes::{node_health, wg_socket, write_secret};
 use prereq::has_subcommand;
 use services::wait_socket;
 
-pub use netns::{connect_in_ns, http_get_in_ns, listen_in_ns, with_ns};
+pub use netns::{connect_in_ns, listen_in_ns, with_ns};
 pub use prereq::{check_prerequisites, find_repo, is_root};
 pub use proc::alive;
+pub use reach::GatewayReach;
 pub use state::{Contracts, DevnetState, NodeRecord, ProcRecord};
 pub use status::{NodeStatus, ServiceStatus, Status, render_nodes, render_status, status};
 pub use teardown::{DownReport, down, leftovers};
@@ -54,8 +56,10 @@ pub const SPONSOR_PORT: u16 = 4338;
 pub const INDEXER_GRPC_PORT: u16 = 7070;
 pub const INDEXER_HTTP_PORT: u16 = 7071;
 pub const GATEWAY_PORT: u16 = 443;
-/// Each agent's health endpoint, on its own namespace's loopback.
-pub const HEALTH_ADDR: &str = "127.0.0.1:9090";
+/// Each agent's health endpoint: on every address of its own namespace, which only the gateway
+/// reaches (as a dstack CVM's published port), at `<member>-9090.<domain>`.
+pub const HEALTH_ADDR: &str = "0.0.0.0:9090";
+pub const HEALTH_PORT: u16 = 9090;
 /// The cluster's mesh range: disjoint from the lab's underlay (10.77/16, 10.79/16).
 const MESH_CIDR: (u32, u8) = (0x0a0d_0000, 16);
 /// The gateway is given routes for this many node slots beyond the initial ones: it reads its
@@ -266,8 +270,20 @@ impl Devnet {
         argv: Vec<String>,
         env: Vec<(String, String)>,
     ) -> Result<ProcRecord, DevnetError> {
+        let ns = self.state.gw_ns.clone();
+        self.spawn_service_in(&ns, name, argv, env)
+    }
+
+    /// Starts a service in namespace `ns` (a service "CVM") and records it as [`Self::spawn_service`].
+    fn spawn_service_in(
+        &mut self,
+        ns: &str,
+        name: &str,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Result<ProcRecord, DevnetError> {
         let log = self.log_path(name);
-        let rec = proc::spawn_in_ns(name, &self.state.gw_ns, &argv, &env, &log)?;
+        let rec = proc::spawn_in_ns(name, ns, &argv, &env, &log)?;
         self.state.services.push(rec.clone());
         self.save()?;
         Ok(rec)
@@ -320,6 +336,7 @@ impl Devnet {
             bundler_url: None,
             sponsor_url: None,
             indexer_url: None,
+            indexer_ns: None,
             gateway_domain: GATEWAY_DOMAIN.into(),
             gateway_port: GATEWAY_PORT,
             gateway_slots: cfg.nodes + SPARE_SLOTS,

@@ -85,6 +85,12 @@ pub fn node_link_addrs(i: usize) -> Result<(Ipv4Addr, Ipv4Addr), DevnetError> {
     ))
 }
 
+/// The Indexer CVM's link: `10.78.1.0/24`, gateway `.1`, the Indexer `.2` (apart from the node
+/// links' 10.77/16 and the host links' 10.79/16).
+pub fn indexer_link_addrs() -> (Ipv4Addr, Ipv4Addr) {
+    (Ipv4Addr::new(10, 78, 1, 1), Ipv4Addr::new(10, 78, 1, 2))
+}
+
 /// Creates the gateway namespace ("the internet"), forwarding off, and the host link.
 pub fn create_gateway(
     gw_ns: &str,
@@ -200,42 +206,35 @@ pub fn listen_in_ns(ns: &str, at: SocketAddr) -> std::io::Result<TcpListener> {
     with_ns(ns, move || TcpListener::bind(at))
 }
 
-/// `GET <path>` over HTTP/1.0 from inside `ns`: the agents' health endpoints listen on their
-/// namespace's loopback, out of the host's reach by design. Returns (status, body).
-pub fn http_get_in_ns(
-    ns: &str,
-    addr: SocketAddr,
+/// `GET <path>` over HTTPS to `host` through the TLS-terminating gateway at `at` (SNI and
+/// `Host` both `host`), verified by `tls`.
+pub fn https_get(
+    at: SocketAddr,
+    host: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
     path: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
-    http_get_on(connect_in_ns(ns, addr, timeout)?, addr, path, timeout)
-}
-
-/// `GET <path>` from the host's own namespace (services on the gateway's host link).
-pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
-    http_get_on(
-        TcpStream::connect_timeout(&addr, timeout)?,
-        addr,
-        path,
-        timeout,
-    )
-}
-
-fn http_get_on(
-    mut s: TcpStream,
-    addr: SocketAddr,
-    path: &str,
-    timeout: Duration,
-) -> std::io::Result<(u16, String)> {
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
+    let tcp = TcpStream::connect_timeout(&at, timeout)?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let conn = rustls::ClientConnection::new(tls, name).map_err(std::io::Error::other)?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )?;
+    s.flush()?;
     let mut raw = Vec::new();
+    // The gateway ends the stream with close_notify; a bare EOF is a truncation and an error.
     s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<(u16, String)> {
+    let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split_whitespace()

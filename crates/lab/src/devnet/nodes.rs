@@ -212,10 +212,10 @@ impl Devnet {
         Ok(())
     }
 
-    /// Node `i`'s `/healthz`: (HTTP status, JSON body), fetched inside its namespace.
+    /// Node `i`'s `/healthz`: (HTTP status, JSON body), fetched through the gateway.
     pub fn health(&self, i: usize) -> Option<(u16, serde_json::Value)> {
         let n = self.state.nodes.get(i)?;
-        node_health(n)
+        node_health(&self.gateway().ok()?, n)
     }
 
     /// Waits until every listed node answers 200 on `/healthz`, reporting phase changes.
@@ -226,6 +226,7 @@ impl Devnet {
         progress: Progress<'_>,
     ) -> Result<Duration, DevnetError> {
         let t0 = Instant::now();
+        let reach = self.gateway()?;
         let mut last: Vec<String> = vec![String::new(); self.state.nodes.len()];
         loop {
             let mut all = true;
@@ -242,8 +243,8 @@ impl Devnet {
                         proc::log_tail(&a.log, 20)
                     )));
                 }
-                let n2 = n.clone();
-                let h = tokio::task::spawn_blocking(move || node_health(&n2))
+                let (n2, r2) = (n.clone(), reach.clone());
+                let h = tokio::task::spawn_blocking(move || node_health(&r2, &n2))
                     .await
                     .ok()
                     .flatten();
@@ -286,14 +287,12 @@ pub(super) fn wg_socket(interface: &str) -> PathBuf {
     PathBuf::from("/var/run/wireguard").join(format!("{interface}.sock"))
 }
 
-pub(super) fn node_health(n: &NodeRecord) -> Option<(u16, serde_json::Value)> {
-    let addr: SocketAddr = n.health_addr.parse().ok()?;
-    let (code, body) =
-        netns::http_get_in_ns(&n.ns, addr, "/healthz", Duration::from_secs(2)).ok()?;
-    Some((
-        code,
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-    ))
+/// A node's `/healthz` through the gateway, as an operator reaches it on dstack.
+pub(super) fn node_health(
+    reach: &GatewayReach,
+    n: &NodeRecord,
+) -> Option<(u16, serde_json::Value)> {
+    reach.get_json(n.member_contract, HEALTH_PORT, "/healthz")
 }
 
 /// Secrets of the dev stack (published or throwaway keys) still get mode 0600.

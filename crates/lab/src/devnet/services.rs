@@ -1,5 +1,5 @@
-//! The shared services of the devnet, each in the gateway namespace ("the internet"): sponsor,
-//! bundler, Indexer, dev gateway.
+//! The shared services of the devnet: sponsor, bundler and dev gateway in the gateway namespace
+//! ("the internet"); the Indexer in its own CVM namespace behind the gateway.
 
 use attestmesh_ops::exec::{Executor, LocalKey, Mode};
 
@@ -130,6 +130,17 @@ impl Devnet {
         self.save()
     }
 
+    /// Whether this devnet runs an Indexer (the binary has the subcommand and the infra has a
+    /// registry); the gateway's routes are written before the Indexer starts.
+    fn indexer_planned(&self) -> bool {
+        self.state.contracts.indexer_registry.is_some() && has_subcommand(&self.state.exe, "indexer")
+    }
+
+    /// The Indexer in its own "CVM": a namespace linked only to the gateway namespace, its own
+    /// devtee, reached — by agents and by the operator alike — only through the gateway, which
+    /// terminates TLS for `<registry>-<port>.<domain>` (its app id is the registry, like its
+    /// devtee's). Then its record is published as an operator does: the key read from its
+    /// `/healthz` through the gateway, `cluster indexer register`.
     pub(super) async fn start_indexer(&mut self, key_file: &Path) -> Result<(), DevnetError> {
         if !has_subcommand(&self.state.exe, "indexer") {
             return self.note("no Indexer: this attestmesh build has no `indexer` subcommand; agents poll the chain");
@@ -137,11 +148,24 @@ impl Devnet {
         let Some(registry) = self.state.contracts.indexer_registry else {
             return self.note("no Indexer: no IndexerRegistry");
         };
+        let p = self.state.prefix.clone();
+        let ns = format!("{p}ix");
+        let (gw_addr, addr) = netns::indexer_link_addrs();
+        netns::create_node(
+            &self.state.gw_ns,
+            &ns,
+            &format!("{p}gx"),
+            &format!("{p}vx"),
+            gw_addr,
+            addr,
+        )?;
+        self.state.indexer_ns = Some(ns.clone());
+        self.save()?;
         let idir = self.state.dir.join("indexer");
         std::fs::create_dir_all(&idir)?;
         let dstack = idir.join("dstack.sock");
-        // The Indexer's own (simulated) TEE; its app id is the registry it is recorded in.
-        let tee = self.spawn_service(
+        let tee = self.spawn_service_in(
+            &ns,
             "indexer-devtee",
             vec![
                 self.exe(),
@@ -171,42 +195,39 @@ impl Devnet {
             "--dstack-socket".into(),
             dstack.display().to_string(),
         ];
-        let rec = self.spawn_service("indexer", argv, vec![("LOG".into(), "info".into())])?;
-        let http = sock(self.state.services_addr, INDEXER_HTTP_PORT);
-        wait_for(
-            "the Indexer",
+        let rec = self.spawn_service_in(
+            &ns,
+            "indexer",
+            argv,
+            vec![("LOG".into(), "info".into())],
+        )?;
+        let reach = self.gateway()?;
+        let health_reach = reach.clone();
+        let health = wait_for(
+            "the Indexer (through the gateway)",
             Duration::from_secs(30),
             Duration::from_millis(100),
-            || async {
-                check_running(&rec)?;
-                let r = tokio::task::spawn_blocking(move || {
-                    netns::http_get(http, "/healthz", Duration::from_secs(1))
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-                Ok(r.ok().map(|_| ()))
+            || {
+                let (reach, rec) = (health_reach.clone(), rec.clone());
+                async move {
+                    check_running(&rec)?;
+                    let h = tokio::task::spawn_blocking(move || {
+                        reach.get_json(registry, INDEXER_HTTP_PORT, "/healthz")
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    Ok(h.filter(|(code, _)| *code == 200).map(|(_, v)| v))
+                }
             },
         )
         .await?;
-        let pubkey = run_capture(
-            &self.state.exe,
-            &[
-                "indexer",
-                "pubkey",
-                "--dstack-socket",
-                &dstack.display().to_string(),
-            ],
-        )?;
-        // As on dstack: the Indexer's CVM is reached only through the gateway, which terminates
-        // TLS for `<app id>-<port>.<domain>` (the app id is the registry, like its devtee's).
-        let endpoint = format!(
-            "https://{}-{INDEXER_GRPC_PORT}.{GATEWAY_DOMAIN}",
-            alloy_primitives::hex::encode(registry)
-        );
-        let pubkey: B256 = pubkey
-            .trim()
-            .parse()
-            .map_err(|_| DevnetError::Setup(format!("indexer pubkey printed {pubkey:?}")))?;
+        let pubkey: B256 = health["pubkey"]
+            .as_str()
+            .and_then(|k| k.parse().ok())
+            .ok_or_else(|| {
+                DevnetError::Setup(format!("the Indexer's /healthz has no pubkey: {health}"))
+            })?;
+        let endpoint = reach.url(registry, INDEXER_GRPC_PORT, "");
         // The operators' path (`attestmesh cluster indexer register`).
         let mut exec = Executor::new(
             self.rpc.clone(),
@@ -233,11 +254,11 @@ impl Devnet {
             routes.push_str(&format!("{member:x} {addr}\n"));
         }
         if let Some(registry) = self.state.contracts.indexer_registry
-            && self.state.indexer_url.is_some()
+            && self.indexer_planned()
         {
             routes.push_str(&format!(
-                "# the Indexer (its app id is the registry)\n{registry:x} {}\n",
-                self.state.services_addr
+                "# the Indexer's CVM (its app id is the registry)\n{registry:x} {}\n",
+                netns::indexer_link_addrs().1
             ));
         }
         let file = self.state.dir.join("gateway.routes");
@@ -302,20 +323,4 @@ pub(super) async fn wait_socket(
         },
     )
     .await
-}
-
-/// Runs a one-shot `attestmesh` command on the host and returns its stdout.
-pub(super) fn run_capture(exe: &Path, args: &[&str]) -> Result<String, DevnetError> {
-    let out = std::process::Command::new(exe)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()?;
-    if !out.status.success() {
-        return Err(DevnetError::Setup(format!(
-            "`attestmesh {}` failed: {}",
-            args.first().copied().unwrap_or_default(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

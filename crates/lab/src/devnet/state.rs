@@ -57,16 +57,10 @@ pub struct NodeRecord {
     pub dstack_socket: PathBuf,
     pub agent_socket: PathBuf,
     pub state_dir: PathBuf,
-    /// `HEALTH_ADDR` inside the node's namespace.
+    /// The agent's `HEALTH_ADDR` inside the node's namespace (reached through the gateway).
     pub health_addr: String,
     pub devtee: Option<ProcRecord>,
     pub agent: Option<ProcRecord>,
-}
-
-impl NodeRecord {
-    pub fn health_url(&self) -> String {
-        format!("http://{}/healthz", self.health_addr)
-    }
 }
 
 /// The whole devnet.
@@ -91,6 +85,9 @@ pub struct DevnetState {
     pub bundler_url: Option<String>,
     pub sponsor_url: Option<String>,
     pub indexer_url: Option<String>,
+    /// The Indexer's own "CVM" namespace, linked only to the gateway namespace.
+    #[serde(default)]
+    pub indexer_ns: Option<String>,
     pub gateway_domain: String,
     pub gateway_port: u16,
     /// Node slots the gateway has routes for (initial nodes plus spares for later joins).
@@ -100,7 +97,8 @@ pub struct DevnetState {
     /// The funded account everything was deployed from (anvil's first dev account).
     pub deployer: Address,
     pub contracts: Contracts,
-    /// Long-running services in the gateway namespace (anvil, sponsor, alto, indexer, gateway).
+    /// Long-running services (anvil, sponsor, alto and the gateway in the gateway namespace;
+    /// the Indexer and its devtee in their own namespace).
     pub services: Vec<ProcRecord>,
     pub nodes: Vec<NodeRecord>,
     /// Notes about skipped optional parts (e.g. no Indexer).
@@ -184,6 +182,7 @@ mod tests {
             bundler_url: None,
             sponsor_url: None,
             indexer_url: None,
+            indexer_ns: None,
             gateway_domain: "d.test".into(),
             gateway_port: 443,
             gateway_slots: 11,

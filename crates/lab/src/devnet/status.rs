@@ -57,10 +57,11 @@ pub async fn status(dir: &Path) -> Result<Status, DevnetError> {
     let dn = Devnet::open(dir)?;
     let s = &dn.state;
     let head = dn.rpc.block_number().await.ok();
+    let reach = dn.gateway()?;
     let mut nodes = Vec::new();
     for n in &s.nodes {
-        let n2 = n.clone();
-        let h = tokio::task::spawn_blocking(move || node_health(&n2))
+        let (n2, r2) = (n.clone(), reach.clone());
+        let h = tokio::task::spawn_blocking(move || node_health(&r2, &n2))
             .await
             .ok()
             .flatten();
@@ -87,7 +88,7 @@ pub async fn status(dir: &Path) -> Result<Status, DevnetError> {
             live_peers: live,
             agent_pid: n.agent.as_ref().map(|a| a.pid),
             agent_running,
-            health_url: n.health_url(),
+            health_url: reach.url(n.member_contract, HEALTH_PORT, "/healthz"),
             app_socket: n.agent_socket.clone(),
             dstack_socket: n.dstack_socket.clone(),
             interface: n.interface.clone(),

@@ -48,6 +48,7 @@ pub fn down(dir: &Path) -> Result<DownReport, DevnetError> {
     }
     let ours = |ns: &str| {
         ns == state.gw_ns
+            || ns == format!("{}ix", state.prefix)
             || ns
                 .strip_prefix(&format!("{}n", state.prefix))
                 .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
