@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use attestmesh_metrics::Scrape;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
@@ -29,34 +30,78 @@ pub fn health_json(s: &Shared) -> (bool, String) {
     (ok, body.to_string())
 }
 
+/// `/metrics`: what the follower has seen and indexed, and what the push service did. OpenMetrics
+/// text by prometheus-client.
 fn metrics(s: &Shared) -> String {
     let head = s.head.load(Ordering::Relaxed);
     let indexed = s.hub.height().unwrap_or(0);
     let c = &s.hub.counters;
-    format!(
-        "# TYPE attestmesh_indexer_head_block gauge\nattestmesh_indexer_head_block {head}\n\
-         # TYPE attestmesh_indexer_indexed_block gauge\nattestmesh_indexer_indexed_block {indexed}\n\
-         # TYPE attestmesh_indexer_lag_blocks gauge\nattestmesh_indexer_lag_blocks {}\n\
-         # TYPE attestmesh_indexer_clusters gauge\nattestmesh_indexer_clusters {}\n\
-         # TYPE attestmesh_indexer_subscribers gauge\nattestmesh_indexer_subscribers {}\n\
-         # TYPE attestmesh_indexer_sessions_total counter\nattestmesh_indexer_sessions_total {}\n\
-         # TYPE attestmesh_indexer_pushes_sent_total counter\nattestmesh_indexer_pushes_sent_total {}\n\
-         # TYPE attestmesh_indexer_slow_disconnects_total counter\nattestmesh_indexer_slow_disconnects_total {}\n\
-         # TYPE attestmesh_indexer_logs_indexed_total counter\nattestmesh_indexer_logs_indexed_total {}\n\
-         # TYPE attestmesh_indexer_rpc_errors_total counter\nattestmesh_indexer_rpc_errors_total {}\n\
-         # TYPE attestmesh_indexer_replay_pages_total counter\nattestmesh_indexer_replay_pages_total {}\n\
-         # TYPE attestmesh_indexer_subscriptions_refused_total counter\nattestmesh_indexer_subscriptions_refused_total {}\n",
+    let mut out = Scrape::new();
+    out.gauge(
+        "attestmesh_indexer_head_block",
+        "Chain head seen by the follower.",
+        head,
+    );
+    out.gauge(
+        "attestmesh_indexer_indexed_block",
+        "Last block whose logs are indexed.",
+        indexed,
+    );
+    out.gauge(
+        "attestmesh_indexer_lag_blocks",
+        "Blocks between the head and the indexed height.",
         head.saturating_sub(indexed),
+    );
+    out.gauge(
+        "attestmesh_indexer_clusters",
+        "Clusters followed (deployed by the factory).",
         s.cluster_count.load(Ordering::Relaxed),
-        s.hub.subscriber_count(),
-        c.sessions.load(Ordering::Relaxed),
-        c.pushes_sent.load(Ordering::Relaxed),
-        c.slow_disconnects.load(Ordering::Relaxed),
-        s.logs_indexed.load(Ordering::Relaxed),
-        s.rpc_errors.load(Ordering::Relaxed),
-        c.replay_pages.load(Ordering::Relaxed),
-        c.refused.load(Ordering::Relaxed),
-    )
+    );
+    out.gauge(
+        "attestmesh_indexer_subscribers",
+        "Open Subscribe streams.",
+        s.hub.subscriber_count() as u64,
+    );
+    for (name, help, v) in [
+        (
+            "attestmesh_indexer_sessions_total",
+            "Subscribe streams opened.",
+            c.sessions.load(Ordering::Relaxed),
+        ),
+        (
+            "attestmesh_indexer_pushes_sent_total",
+            "Signed pushes sent.",
+            c.pushes_sent.load(Ordering::Relaxed),
+        ),
+        (
+            "attestmesh_indexer_slow_disconnects_total",
+            "Subscribers dropped for not keeping up.",
+            c.slow_disconnects.load(Ordering::Relaxed),
+        ),
+        (
+            "attestmesh_indexer_logs_indexed_total",
+            "Cluster logs indexed.",
+            s.logs_indexed.load(Ordering::Relaxed),
+        ),
+        (
+            "attestmesh_indexer_rpc_errors_total",
+            "Chain RPC calls that failed.",
+            s.rpc_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "attestmesh_indexer_replay_pages_total",
+            "eth_getLogs pages read for replays.",
+            c.replay_pages.load(Ordering::Relaxed),
+        ),
+        (
+            "attestmesh_indexer_subscriptions_refused_total",
+            "Subscribe requests refused over a cap (RESOURCE_EXHAUSTED).",
+            c.refused.load(Ordering::Relaxed),
+        ),
+    ] {
+        out.counter(name, help, v);
+    }
+    out.render()
 }
 
 fn route(s: &Shared, path: &str) -> Response<Full<Bytes>> {
@@ -70,7 +115,7 @@ fn route(s: &Shared, path: &str) -> Response<Full<Bytes>> {
             };
             (st, "application/json", body)
         }
-        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", metrics(s)),
+        "/metrics" => (StatusCode::OK, attestmesh_metrics::CONTENT_TYPE, metrics(s)),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",

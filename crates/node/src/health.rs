@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use alloy_primitives::{B256, hex, keccak256};
+use attestmesh_metrics::{Labels, Scrape, Value};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -298,7 +299,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/healthz" => healthz(ctx),
         "/metrics" => respond(
             StatusCode::OK,
-            "text/plain; version=0.0.4",
+            attestmesh_metrics::CONTENT_TYPE,
             metrics(&ctx.shared),
         ),
         "/attestation" => attestation(ctx, req.uri().query()).await,
@@ -336,56 +337,54 @@ fn healthz(ctx: &Ctx) -> Response<Full<Bytes>> {
     json_response(code, &body)
 }
 
-/// Prometheus text exposition (format 0.0.4).
+/// `/metrics`: the agent's gauges and counters, the Indexer intake's, and one series per peer
+/// (label `peer`: the first 12 hex digits of its member id; only current peers, so the series
+/// count follows the member count). OpenMetrics text by prometheus-client.
 pub fn metrics(shared: &Shared) -> String {
-    use std::fmt::Write as _;
     let s = shared.status();
     let m = &shared.metrics;
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-    };
-    gauge(
+    let mut out = Scrape::new();
+    out.gauge(
         "attestmesh_healthy",
         "1 when the agent is healthy.",
-        u64::from(s.is_healthy()),
+        s.is_healthy(),
     );
-    gauge(
+    out.gauge(
         "attestmesh_phase",
         "Boot phase index (0 booting .. 7 healthy).",
         s.phase as u64,
     );
-    gauge(
+    out.gauge(
         "attestmesh_first_converged",
         "1 once the mesh has converged in this process.",
-        u64::from(s.first_converged),
+        s.first_converged,
     );
-    gauge(
+    out.gauge(
         "attestmesh_converged",
         "1 while the mesh is converged.",
-        u64::from(s.converged),
+        s.converged,
     );
-    gauge(
+    out.gauge(
         "attestmesh_csk_acquired",
         "1 when the verified CSK is held.",
-        u64::from(s.csk_acquired),
+        s.csk_acquired,
     );
-    gauge(
+    out.gauge(
         "attestmesh_live_peers",
         "Peers with a valid heartbeat within 3 intervals.",
-        u64::from(s.live_peers),
+        s.live_peers,
     );
-    gauge(
+    out.gauge(
         "attestmesh_members",
         "Members of the cluster in chain state.",
-        u64::from(s.member_count),
+        s.member_count,
     );
-    gauge(
+    out.gauge(
         "attestmesh_chain_head",
         "Last block processed by the chain follower.",
         s.chain_head,
     );
-    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 17] = [
+    let counters: [(&'static str, &'static str, &std::sync::atomic::AtomicU64); 17] = [
         (
             "attestmesh_heartbeats_sent_total",
             "Heartbeats sent.",
@@ -473,39 +472,98 @@ pub fn metrics(shared: &Shared) -> String {
         ),
     ];
     for (name, help, c) in counters {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            c.load(Ordering::Relaxed)
-        );
+        out.counter(name, help, c.load(Ordering::Relaxed));
     }
+    peer_metrics(&mut out, shared);
     intake_metrics(&mut out, shared.intake_stats().as_deref());
-    out
+    out.render()
+}
+
+/// A peer's label: enough of its member id to be unique in any real cluster, short enough to read.
+fn peer_label(member: &B256) -> Labels {
+    vec![("peer", hex::encode(&member[..6]))]
+}
+
+/// One series per current peer: liveness from the heartbeat task, tunnel counters from the
+/// WireGuard device. A peer that left the cluster leaves both tables, and its series go with it.
+fn peer_metrics(out: &mut Scrape, shared: &Shared) {
+    let now = crate::state::now_unix_ms();
+    let age_s = |at: u64| Value::Float(now.saturating_sub(at) as f64 / 1000.0);
+    let mut liveness: Vec<_> = shared.liveness().into_iter().collect();
+    liveness.sort_by_key(|(id, _)| *id);
+    let mut wg: Vec<_> = shared.wg_peers().into_iter().collect();
+    wg.sort_by_key(|(id, _)| *id);
+    out.gauges(
+        "attestmesh_peer_live",
+        "1 while the peer's heartbeats arrive within 3 intervals.",
+        liveness
+            .iter()
+            .map(|(id, l)| (peer_label(id), l.live.into()))
+            .collect(),
+    );
+    out.gauges(
+        "attestmesh_peer_last_heartbeat_age_seconds",
+        "Seconds since the peer's last accepted heartbeat (absent before the first).",
+        liveness
+            .iter()
+            .filter(|(_, l)| l.last_heartbeat_unix_ms > 0)
+            .map(|(id, l)| (peer_label(id), age_s(l.last_heartbeat_unix_ms)))
+            .collect(),
+    );
+    out.gauges(
+        "attestmesh_peer_wg_handshake_age_seconds",
+        "Seconds since the peer's last WireGuard handshake (absent before the first).",
+        wg.iter()
+            .filter_map(|(id, w)| Some((peer_label(id), age_s(w.last_handshake_unix_ms?))))
+            .collect(),
+    );
+    out.counters(
+        "attestmesh_peer_wg_rx_bytes_total",
+        "Bytes received from the peer through the tunnel.",
+        wg.iter()
+            .map(|(id, w)| (peer_label(id), w.rx_bytes.into()))
+            .collect(),
+    );
+    out.counters(
+        "attestmesh_peer_wg_tx_bytes_total",
+        "Bytes sent to the peer through the tunnel.",
+        wg.iter()
+            .map(|(id, w)| (peer_label(id), w.tx_bytes.into()))
+            .collect(),
+    );
+    out.gauges(
+        "attestmesh_peer_path",
+        "1 for the path that carries the peer's tunnel (bridge: through the gateway).",
+        wg.iter()
+            .map(|(id, w)| {
+                let mut l = peer_label(id);
+                l.push(("path", w.path.as_str().to_owned()));
+                (l, Value::Int(1))
+            })
+            .collect(),
+    );
 }
 
 /// The Indexer intake's counters. Exported so an operator sees an Indexer that lies (adversarial
 /// teardowns), flaps (resubscribes) or is simply absent (enabled 0) — the agent stays correct in
 /// all three cases, but latency silently falls back to the poll interval.
-fn intake_metrics(out: &mut String, stats: Option<&IntakeStats>) {
-    use std::fmt::Write as _;
-    let _ = writeln!(
-        out,
-        "# HELP attestmesh_indexer_intake_enabled 1 when INDEXER_REGISTRY is set and the intake runs.\n\
-         # TYPE attestmesh_indexer_intake_enabled gauge\nattestmesh_indexer_intake_enabled {}",
-        u64::from(stats.is_some())
+fn intake_metrics(out: &mut Scrape, stats: Option<&IntakeStats>) {
+    out.gauge(
+        "attestmesh_indexer_intake_enabled",
+        "1 when INDEXER_REGISTRY is set and the intake runs.",
+        stats.is_some(),
     );
     let Some(st) = stats else {
         return;
     };
-    let _ = writeln!(
-        out,
-        "# HELP attestmesh_indexer_subscribed 1 while a verified Indexer subscription is open.\n\
-         # TYPE attestmesh_indexer_subscribed gauge\nattestmesh_indexer_subscribed {}",
-        u64::from(st.subscribed.load(std::sync::atomic::Ordering::Relaxed))
+    out.gauge(
+        "attestmesh_indexer_subscribed",
+        "1 while a verified Indexer subscription is open.",
+        st.subscribed.load(std::sync::atomic::Ordering::Relaxed),
     );
     let get = IntakeStats::get;
     let sessions = get(&st.sessions);
-    let counters: [(&str, &str, u64); 7] = [
+    let counters: [(&'static str, &'static str, u64); 7] = [
         (
             "attestmesh_indexer_pushes_verified_total",
             "Indexer pushes whose signature and fields verified against the registry key.",
@@ -543,23 +601,20 @@ fn intake_metrics(out: &mut String, stats: Option<&IntakeStats>) {
         ),
     ];
     for (name, help, v) in counters {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-        );
+        out.counter(name, help, v);
     }
-    let name = "attestmesh_indexer_teardowns_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Indexer subscriptions ended, by reason (adversarial = a push failed verification).\n# TYPE {name} counter"
+    out.counters(
+        "attestmesh_indexer_teardowns_total",
+        "Indexer subscriptions ended, by reason (adversarial = a push failed verification).",
+        [
+            ("adversarial", get(&st.adversarial_teardowns)),
+            ("transport", get(&st.transport_teardowns)),
+            ("rotation", get(&st.rotations)),
+        ]
+        .into_iter()
+        .map(|(reason, v)| (vec![("reason", reason.to_owned())], v.into()))
+        .collect(),
     );
-    for (reason, v) in [
-        ("adversarial", get(&st.adversarial_teardowns)),
-        ("transport", get(&st.transport_teardowns)),
-        ("rotation", get(&st.rotations)),
-    ] {
-        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {v}");
-    }
 }
 
 fn parse_nonce(query: Option<&str>) -> Result<B256, String> {
@@ -648,6 +703,108 @@ mod tests {
     use attestmesh_core::keys::SymmetricKey;
     use attestmesh_core::mesh::MeshCidr;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    #[test]
+    fn metrics_have_one_series_per_current_peer_and_follow_departures() {
+        use crate::state::{PeerLiveness, PeerPath, WgPeerStats};
+        let shared = Shared::new();
+        let (a, b) = (B256::repeat_byte(0xaa), B256::repeat_byte(0xbb));
+        let now = crate::state::now_unix_ms();
+        shared.set_liveness(
+            HashMap::from([
+                (
+                    a,
+                    PeerLiveness {
+                        live: true,
+                        last_heartbeat_unix_ms: now - 1500,
+                    },
+                ),
+                (
+                    b,
+                    PeerLiveness {
+                        live: false,
+                        last_heartbeat_unix_ms: 0,
+                    },
+                ),
+            ]),
+            false,
+        );
+        shared.set_wg_peers(HashMap::from([(
+            a,
+            WgPeerStats {
+                rx_bytes: 1234,
+                tx_bytes: 99,
+                last_handshake_unix_ms: Some(now - 10_000),
+                path: PeerPath::Bridge,
+            },
+        )]));
+        let out = metrics(&shared);
+        let pa = "peer=\"aaaaaaaaaaaa\"";
+        let pb = "peer=\"bbbbbbbbbbbb\"";
+        assert!(
+            out.contains(&format!("attestmesh_peer_live{{{pa}}} 1\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("attestmesh_peer_live{{{pb}}} 0\n")),
+            "{out}"
+        );
+        let age_line = out
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "attestmesh_peer_last_heartbeat_age_seconds{{{pa}}}"
+                ))
+            })
+            .unwrap();
+        let age: f64 = age_line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((1.4..5.0).contains(&age), "{age_line}");
+        assert!(
+            !out.contains(&format!(
+                "attestmesh_peer_last_heartbeat_age_seconds{{{pb}}}"
+            )),
+            "no heartbeat yet, no age: {out}"
+        );
+        assert!(
+            out.contains(&format!("attestmesh_peer_wg_rx_bytes_total{{{pa}}} 1234\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("attestmesh_peer_wg_tx_bytes_total{{{pa}}} 99\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("attestmesh_peer_path{{{pa},path=\"bridge\"}} 1\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains("attestmesh_peer_wg_handshake_age_seconds{"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# TYPE attestmesh_heartbeats_sent counter\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("attestmesh_heartbeats_sent_total 0\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("# EOF\n"), "{out}");
+        // b leaves the cluster: its series go; a's stay.
+        shared.set_liveness(
+            HashMap::from([(
+                a,
+                PeerLiveness {
+                    live: true,
+                    last_heartbeat_unix_ms: now,
+                },
+            )]),
+            false,
+        );
+        let out = metrics(&shared);
+        assert!(!out.contains(pb), "{out}");
+        assert!(out.contains(pa), "{out}");
+    }
 
     struct FakeQuotes;
     impl QuoteSource for FakeQuotes {
@@ -748,7 +905,10 @@ mod tests {
         let (code, body) = get(addr, "/metrics").await;
         assert_eq!(code, 200);
         assert!(body.contains("attestmesh_healthy 1"), "{body}");
-        assert!(body.contains("# TYPE attestmesh_heartbeats_sent_total counter"));
+        assert!(
+            body.contains("# TYPE attestmesh_heartbeats_sent counter"),
+            "{body}"
+        );
         assert!(body.contains("attestmesh_members 1"));
         assert!(
             body.contains("attestmesh_indexer_intake_enabled 0"),
@@ -769,7 +929,7 @@ mod tests {
         assert!(body.contains("attestmesh_indexer_subscribed 0"));
         assert!(body.contains("attestmesh_indexer_resubscribes_total 2"));
         assert!(body.contains("attestmesh_indexer_teardowns_total{reason=\"adversarial\"} 2"));
-        assert!(body.contains("# TYPE attestmesh_indexer_teardowns_total counter"));
+        assert!(body.contains("# TYPE attestmesh_indexer_teardowns counter"));
 
         let nonce = B256::repeat_byte(0x42);
         let (code, body) = get(addr, &format!("/attestation?nonce={nonce}")).await;

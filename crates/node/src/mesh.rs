@@ -261,6 +261,46 @@ impl Mesh {
         self.configured.len()
     }
 
+    /// Each configured peer's WireGuard counters, read from the device now. A device that does
+    /// not answer gives an empty table (logged): metrics go quiet, the mesh is untouched.
+    pub fn peer_stats(&self) -> HashMap<B256, crate::state::WgPeerStats> {
+        let Some(device) = &self.device else {
+            return HashMap::new();
+        };
+        let status = match device.status() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading wireguard counters failed");
+                return HashMap::new();
+            }
+        };
+        let now = crate::state::now_unix_ms();
+        let by_key: HashMap<[u8; 32], B256> = self
+            .configured
+            .values()
+            .map(|p| (p.wg_pub.0, p.member_id))
+            .collect();
+        status
+            .peers
+            .iter()
+            .filter_map(|p| {
+                let member = *by_key.get(&p.public_key.0)?;
+                let handshake = p.last_handshake_age.map(|age| {
+                    now.saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
+                });
+                Some((
+                    member,
+                    crate::state::WgPeerStats {
+                        rx_bytes: p.rx_bytes,
+                        tx_bytes: p.tx_bytes,
+                        last_handshake_unix_ms: handshake,
+                        path: crate::state::PeerPath::Bridge,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     pub fn settings(&self) -> &MeshSettings {
         &self.settings
     }

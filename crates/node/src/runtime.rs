@@ -739,6 +739,9 @@ async fn register<A: Attestor>(
     }
 }
 
+/// How often the reconcile task re-reads the device's per-peer counters for `/metrics`.
+const WG_STATS_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Keeps the interface in line with every published chain view until stop, then removes it.
 async fn reconcile_loop(
     mut mesh: Mesh,
@@ -752,8 +755,17 @@ async fn reconcile_loop(
     // Each refusal is logged and counted once per process, not at every poll.
     let mut refusals_logged: std::collections::HashSet<mesh::Refusal> =
         std::collections::HashSet::new();
+    // The per-peer WireGuard counters on /metrics are this fresh.
+    let mut stats_every = tokio::time::interval(WG_STATS_INTERVAL);
+    stats_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut view_changed = true;
     loop {
-        let view = rx.borrow_and_update().clone();
+        // Only a change is marked seen: a stats tick must not swallow one that is pending.
+        let view = if view_changed {
+            rx.borrow_and_update().clone()
+        } else {
+            None
+        };
         if let Some(view) = view {
             let plan = mesh::plan(&view, &me, wg_tcp_port, &domain);
             for r in &plan.refused {
@@ -770,8 +782,13 @@ async fn reconcile_loop(
             let n = mesh.reconcile(&desired).await;
             tracing::debug!(peers = n, "mesh reconciled");
         }
+        shared.set_wg_peers(mesh.peer_stats());
         tokio::select! {
-            changed = rx.changed() => if changed.is_err() { break },
+            changed = rx.changed() => {
+                if changed.is_err() { break }
+                view_changed = true;
+            }
+            _ = stats_every.tick() => view_changed = false,
             _ = stopped(stop.clone()) => break,
         }
     }

@@ -179,6 +179,32 @@ pub struct PeerLiveness {
     pub last_heartbeat_unix_ms: u64,
 }
 
+/// One WireGuard peer's counters as the device last reported them (refreshed every few seconds by
+/// the reconcile task), for the per-peer series on `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WgPeerStats {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// When the last handshake completed (wall clock), `None` before the first.
+    pub last_handshake_unix_ms: Option<u64>,
+    /// Which path carries the tunnel: the gateway's TCP bridge today (DESIGN §6.3).
+    pub path: PeerPath,
+}
+
+/// How a peer's WireGuard datagrams travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerPath {
+    Bridge,
+}
+
+impl PeerPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerPath::Bridge => "bridge",
+        }
+    }
+}
+
 /// Monotonic counters exported on `/metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -221,6 +247,7 @@ pub struct Shared {
     cluster: watch::Sender<Option<Arc<ClusterView>>>,
     csk: watch::Sender<Option<SymmetricKey>>,
     liveness: Mutex<HashMap<B256, PeerLiveness>>,
+    wg_peers: Mutex<HashMap<B256, WgPeerStats>>,
     peer_events: broadcast::Sender<PeerEvent>,
     messages: broadcast::Sender<InboundMessage>,
     /// The Indexer intake's counters, once it runs (INDEXER_REGISTRY set); owned by the intake.
@@ -242,6 +269,7 @@ impl Shared {
             cluster: watch::channel(None).0,
             csk: watch::channel(None).0,
             liveness: Mutex::new(HashMap::new()),
+            wg_peers: Mutex::new(HashMap::new()),
             peer_events: broadcast::channel(EVENT_CAPACITY).0,
             messages: broadcast::channel(EVENT_CAPACITY).0,
             intake: std::sync::OnceLock::new(),
@@ -356,6 +384,19 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The WireGuard counters of every configured peer, by member id.
+    pub fn wg_peers(&self) -> HashMap<B256, WgPeerStats> {
+        self.wg_peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the WireGuard counters (the reconcile task reads them from the device).
+    pub fn set_wg_peers(&self, table: HashMap<B256, WgPeerStats>) {
+        *self.wg_peers.lock().unwrap_or_else(PoisonError::into_inner) = table;
     }
 
     /// Replaces the liveness table (the heartbeat task owns the truth and republishes it).

@@ -1,11 +1,14 @@
-//! Prometheus text exposition for the few series an operator watches: decisions by method and
-//! reason, request errors by kind, and a histogram of decision latency.
+//! The sponsor's `/metrics`: decisions by method and reason, request errors by kind, and a
+//! histogram of decision latency, kept in prometheus-client's own types (OpenMetrics text).
+//! Label values are the service's fixed method, reason and kind names, so the series are bounded.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use attestmesh_metrics::prometheus_client;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Histogram bucket upper bounds, seconds: a warm decision is microseconds, a cold one is a few
 /// RPC round trips.
@@ -13,90 +16,68 @@ pub const LATENCY_BUCKETS: [f64; 12] = [
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
-/// All counters of the service.
-#[derive(Default)]
+type Pair = [(&'static str, &'static str); 2];
+
+/// All series of the service, registered once.
 pub struct Metrics {
-    decisions: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+    registry: Registry,
+    decisions: Family<Pair, Counter>,
+    errors: Family<Pair, Counter>,
+    latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let decisions = Family::<Pair, Counter>::default();
+        let errors = Family::<Pair, Counter>::default();
+        let latency = Histogram::new(LATENCY_BUCKETS);
+        registry.register(
+            "attestmesh_sponsor_decisions",
+            "Sponsorship decisions by method and reason.",
+            decisions.clone(),
+        );
+        registry.register(
+            "attestmesh_sponsor_request_errors",
+            "Requests refused before or instead of a decision.",
+            errors.clone(),
+        );
+        registry.register(
+            "attestmesh_sponsor_decision_seconds",
+            "Policy decision latency.",
+            latency.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            errors,
+            latency,
+        }
+    }
 }
 
 impl Metrics {
     /// Counts one decision of `method` (`pm_getPaymasterStubData`, `pm_getPaymasterData`,
     /// `webhook`) with `reason` (`sponsored` or a deny reason) and its latency.
     pub fn decision(&self, method: &'static str, reason: &'static str, took: Duration) {
-        *self
-            .decisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((method, reason))
-            .or_default() += 1;
-        let secs = took.as_secs_f64();
-        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(
-            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.decisions
+            .get_or_create(&[("method", method), ("reason", reason)])
+            .inc();
+        self.latency.observe(took.as_secs_f64());
     }
 
     /// Counts a failed request of `endpoint` with error `kind` (e.g. `invalid_params`).
     pub fn error(&self, endpoint: &'static str, kind: &'static str) {
-        *self
-            .errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((endpoint, kind))
-            .or_default() += 1;
+        self.errors
+            .get_or_create(&[("endpoint", endpoint), ("kind", kind)])
+            .inc();
     }
 
-    /// Renders the text format (version 0.0.4).
+    /// The OpenMetrics text, ending in `# EOF`.
     pub fn render(&self) -> String {
-        let mut s = String::new();
-        s.push_str("# HELP attestmesh_sponsor_decisions_total Sponsorship decisions by method and reason.\n");
-        s.push_str("# TYPE attestmesh_sponsor_decisions_total counter\n");
-        for ((m, r), n) in self
-            .decisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                s,
-                "attestmesh_sponsor_decisions_total{{method=\"{m}\",reason=\"{r}\"}} {n}"
-            );
-        }
-        s.push_str("# HELP attestmesh_sponsor_request_errors_total Requests refused before or instead of a decision.\n");
-        s.push_str("# TYPE attestmesh_sponsor_request_errors_total counter\n");
-        for ((e, k), n) in self.errors.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(
-                s,
-                "attestmesh_sponsor_request_errors_total{{endpoint=\"{e}\",kind=\"{k}\"}} {n}"
-            );
-        }
-        s.push_str("# HELP attestmesh_sponsor_decision_seconds Policy decision latency.\n");
-        s.push_str("# TYPE attestmesh_sponsor_decision_seconds histogram\n");
-        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "attestmesh_sponsor_decision_seconds_bucket{{le=\"{le}\"}} {}",
-                self.buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            s,
-            "attestmesh_sponsor_decision_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(s, "attestmesh_sponsor_decision_seconds_sum {sum}");
-        let _ = writeln!(s, "attestmesh_sponsor_decision_seconds_count {count}");
-        s
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
     }
 }

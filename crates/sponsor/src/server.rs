@@ -681,7 +681,7 @@ async fn metrics<C: ChainView>(State(svc): State<Arc<Service<C>>>) -> Response {
     let mut r = (StatusCode::OK, svc.metrics.render()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static(attestmesh_metrics::CONTENT_TYPE),
     );
     r
 }
