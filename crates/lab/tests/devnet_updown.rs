@@ -141,7 +141,10 @@ async fn three_nodes_reach_healthy_and_down_leaves_nothing_async() {
 /// every CVM (node or Indexer) reachable only through the gateway, over TLS it terminates.
 fn production_topology(dn: &devnet::Devnet, st: &serde_json::Value) {
     let s = &dn.state;
-    let ix_ns = s.indexer_ns.clone().expect("the Indexer has its own namespace");
+    let ix_ns = s
+        .indexer_ns
+        .clone()
+        .expect("the Indexer has its own namespace");
     assert_eq!(ix_ns, format!("{}ix", s.prefix));
     for name in ["indexer", "indexer-devtee"] {
         let p = s.services.iter().find(|p| p.name == name).expect(name);
@@ -165,7 +168,10 @@ fn production_topology(dn: &devnet::Devnet, st: &serde_json::Value) {
         .get(s.nodes[0].member_contract, devnet::HEALTH_PORT, "/metrics")
         .unwrap();
     assert_eq!(code, 200);
-    assert!(metrics.contains("attestmesh_heartbeats_sent_total"), "{metrics}");
+    assert!(
+        metrics.contains("attestmesh_heartbeats_sent_total"),
+        "{metrics}"
+    );
     let registry = s.contracts.indexer_registry.unwrap();
     let (code, ix) = reach
         .get_json(registry, devnet::INDEXER_HTTP_PORT, "/healthz")
@@ -191,7 +197,10 @@ fn production_topology(dn: &devnet::Devnet, st: &serde_json::Value) {
         .map(|n| n.addr.to_string())
         .chain(["10.78.1.2".to_owned()]);
     for addr in cvm_addrs {
-        let out = Command::new("ip").args(["route", "get", &addr]).output().unwrap();
+        let out = Command::new("ip")
+            .args(["route", "get", &addr])
+            .output()
+            .unwrap();
         let route = String::from_utf8_lossy(&out.stdout);
         assert!(
             !route.contains(&format!("dev {} ", s.host_if)),

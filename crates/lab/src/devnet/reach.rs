@@ -22,7 +22,11 @@ pub struct GatewayReach {
 impl GatewayReach {
     /// The host name the gateway terminates for `port` of app `app`.
     pub fn host(&self, app: Address, port: u16) -> String {
-        format!("{}-{port}.{}", alloy_primitives::hex::encode(app), self.domain)
+        format!(
+            "{}-{port}.{}",
+            alloy_primitives::hex::encode(app),
+            self.domain
+        )
     }
 
     /// `https://<app>-<port>.<domain><path>`.
@@ -42,7 +46,12 @@ impl GatewayReach {
     }
 
     /// A JSON endpoint (`/healthz`): (HTTP status, body as JSON, `Null` if it is not JSON).
-    pub fn get_json(&self, app: Address, port: u16, path: &str) -> Option<(u16, serde_json::Value)> {
+    pub fn get_json(
+        &self,
+        app: Address,
+        port: u16,
+        path: &str,
+    ) -> Option<(u16, serde_json::Value)> {
         let (code, body) = self.get(app, port, path).ok()?;
         Some((
             code,

@@ -133,7 +133,8 @@ impl Devnet {
     /// Whether this devnet runs an Indexer (the binary has the subcommand and the infra has a
     /// registry); the gateway's routes are written before the Indexer starts.
     fn indexer_planned(&self) -> bool {
-        self.state.contracts.indexer_registry.is_some() && has_subcommand(&self.state.exe, "indexer")
+        self.state.contracts.indexer_registry.is_some()
+            && has_subcommand(&self.state.exe, "indexer")
     }
 
     /// The Indexer in its own "CVM": a namespace linked only to the gateway namespace, its own
@@ -195,12 +196,8 @@ impl Devnet {
             "--dstack-socket".into(),
             dstack.display().to_string(),
         ];
-        let rec = self.spawn_service_in(
-            &ns,
-            "indexer",
-            argv,
-            vec![("LOG".into(), "info".into())],
-        )?;
+        let rec =
+            self.spawn_service_in(&ns, "indexer", argv, vec![("LOG".into(), "info".into())])?;
         let reach = self.gateway()?;
         let health_reach = reach.clone();
         let health = wait_for(
