@@ -119,12 +119,41 @@ pub struct Route {
     pub terminate: bool,
 }
 
+/// The routes a running gateway resolves against. Replacing them affects only connections that
+/// arrive afterwards (an open splice keeps its target), as when dstack's gateway learns a new
+/// CVM: a route file can grow while the mesh runs.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Routes>>>);
+
+impl RouteTable {
+    pub fn new(routes: Routes) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(routes),
+        )))
+    }
+
+    /// The routes now.
+    pub fn current(&self) -> std::sync::Arc<Routes> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn replace(&self, routes: Routes) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(routes);
+    }
+}
+
 /// Gateway configuration.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
     pub domain: String,
-    pub routes: Routes,
+    pub routes: RouteTable,
     /// The certificate for `*.<domain>` names (see [`crate::tls::terminating_server_config`]);
     /// `None` refuses the terminating form.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
@@ -134,7 +163,7 @@ pub struct GatewayConfig {
 pub struct Gateway {
     listener: TcpListener,
     domain: String,
-    routes: std::sync::Arc<Routes>,
+    routes: RouteTable,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -144,7 +173,7 @@ impl Gateway {
         Ok(Self {
             listener,
             domain: cfg.domain,
-            routes: std::sync::Arc::new(cfg.routes),
+            routes: cfg.routes,
             tls: cfg.tls.map(tokio_rustls::TlsAcceptor::from),
         })
     }
@@ -162,7 +191,7 @@ impl Gateway {
                 _ = &mut shutdown => break,
                 acc = self.listener.accept() => match acc {
                     Ok((tcp, from)) => {
-                        let routes = std::sync::Arc::clone(&self.routes);
+                        let routes = self.routes.current();
                         let domain = self.domain.clone();
                         let tls = self.tls.clone();
                         conns.spawn(async move {

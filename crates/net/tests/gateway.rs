@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use attestmesh_net::gateway::{Gateway, GatewayConfig, Routes};
+use attestmesh_net::gateway::{Gateway, GatewayConfig, RouteTable, Routes};
 use attestmesh_net::tls;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,11 +37,18 @@ async fn tls_echo() -> u16 {
 }
 
 async fn gateway(routes: Routes) -> SocketAddr {
-    gateway_with(routes, None).await
+    gateway_on(RouteTable::new(routes), None).await
 }
 
 async fn gateway_with(
     routes: Routes,
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+) -> SocketAddr {
+    gateway_on(RouteTable::new(routes), tls).await
+}
+
+async fn gateway_on(
+    routes: RouteTable,
     tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
 ) -> SocketAddr {
     let gw = Gateway::bind(GatewayConfig {
@@ -94,6 +101,28 @@ async fn routes_by_sni_and_splices_tls_end_to_end() {
         assert_eq!(back, payload);
     };
     tokio::join!(writer, reader);
+}
+
+#[tokio::test]
+async fn a_route_added_while_running_serves_new_connections_and_keeps_open_ones() {
+    let port = tls_echo().await;
+    let mut first = Routes::new();
+    first.insert("aa", IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let table = RouteTable::new(first.clone());
+    let gw = gateway_on(table.clone(), None).await;
+    let mut open = dial(gw, &format!("aa-{port}s.mesh.test")).await.unwrap();
+    assert!(dial(gw, &format!("bb-{port}s.mesh.test")).await.is_err());
+    let mut both = first;
+    both.insert("bb", IpAddr::V4(Ipv4Addr::LOCALHOST));
+    table.replace(both);
+    let mut new = dial(gw, &format!("bb-{port}s.mesh.test")).await.unwrap();
+    for s in [&mut open, &mut new] {
+        s.write_all(b"ping").await.unwrap();
+        s.flush().await.unwrap();
+        let mut back = [0u8; 4];
+        s.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"ping");
+    }
 }
 
 #[tokio::test]

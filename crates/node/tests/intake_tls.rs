@@ -72,7 +72,7 @@ async fn wake_ups_arrive_through_the_gateways_terminating_form() {
     let gw = Gateway::bind(GatewayConfig {
         listen: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
         domain: "mesh.test".into(),
-        routes,
+        routes: attestmesh_net::gateway::RouteTable::new(routes),
         tls: Some(
             attestmesh_net::tls::terminating_server_config(
                 ca.leaf_pem.as_bytes(),

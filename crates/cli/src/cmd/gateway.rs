@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use attestmesh_net::gateway::{GatewayConfig, Routes, run_gateway};
+use attestmesh_net::gateway::{GatewayConfig, RouteTable, Routes, run_gateway};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,7 +23,9 @@ pub struct Args {
     #[arg(long = "route", env = "GATEWAY_ROUTES", value_delimiter = ',')]
     pub routes: Vec<String>,
 
-    /// A route file: `<app id> <node address>` per line, `#` comments.
+    /// A route file: `<app id> <node address>` per line, `#` comments. Re-read when it changes
+    /// (checked every second), as dstack's gateway learns new CVMs; a file that no longer
+    /// parses keeps the routes in force and logs why.
     #[arg(long, env = "GATEWAY_ROUTE_FILE")]
     pub route_file: Option<PathBuf>,
 
@@ -37,7 +39,8 @@ pub struct Args {
     pub tls_key_file: Option<PathBuf>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+/// The file's routes plus the `--route` ones (which win).
+fn load_routes(args: &Args) -> anyhow::Result<Routes> {
     let mut routes = match &args.route_file {
         Some(path) => {
             Routes::load(path).with_context(|| format!("reading routes from {}", path.display()))?
@@ -53,6 +56,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("--route {r}: bad address"))?;
         routes.insert(id, addr);
     }
+    Ok(routes)
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Replaces the table whenever the route file's modification time changes.
+async fn watch_route_file(args: Args, table: RouteTable) {
+    let Some(path) = args.route_file.clone() else {
+        return;
+    };
+    let mut seen = modified(&path);
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let now = modified(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match load_routes(&args) {
+            Ok(routes) => {
+                tracing::info!(file = %path.display(), "routes reloaded");
+                table.replace(routes);
+            }
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "route file not reloaded; the previous routes stay"
+            ),
+        }
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let routes = load_routes(&args)?;
     let tls = match (&args.tls_cert_file, &args.tls_key_file) {
         (Some(cert), Some(key)) => {
             let read = |p: &PathBuf, what: &str| {
@@ -68,14 +107,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let table = RouteTable::new(routes);
     let config = GatewayConfig {
         listen: args.listen,
         domain: args.domain.clone(),
-        routes,
+        routes: table.clone(),
         tls,
     };
     tracing::info!(listen = %args.listen, domain = %args.domain, "dev gateway starting");
-    run_gateway(config, super::shutdown_signal()).await?;
+    let (listen, domain) = (args.listen, args.domain.clone());
+    let watcher = tokio::spawn(watch_route_file(args, table));
+    let served = run_gateway(config, super::shutdown_signal()).await;
+    watcher.abort();
+    served.with_context(|| format!("gateway on {listen} ({domain})"))?;
     tracing::info!("dev gateway stopped");
     Ok(())
 }

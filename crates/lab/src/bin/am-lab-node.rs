@@ -171,7 +171,7 @@ async fn gateway(a: &Args) -> Res<()> {
     let cfg = GatewayConfig {
         listen: parse("listen", a.req("listen")?)?,
         domain: a.req("domain")?.to_owned(),
-        routes,
+        routes: attestmesh_net::gateway::RouteTable::new(routes),
         tls: None,
     };
     let gw = attestmesh_net::gateway::Gateway::bind(cfg)
