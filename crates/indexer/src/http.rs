@@ -154,9 +154,10 @@ pub async fn serve(
                 let resp = route(&s, req.uri().path());
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
         });
     }
 }

@@ -266,9 +266,11 @@ impl HealthServer {
                     let ctx = ctx.clone();
                     async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
             });
         }
     }
