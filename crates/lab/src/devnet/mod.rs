@@ -9,10 +9,10 @@
 //! tests drive; it shells out to `ip` like the rest of the lab.
 
 mod chain;
-mod netns;
+pub mod netns;
 mod nodes;
 mod prereq;
-mod proc;
+pub mod proc;
 mod reach;
 mod services;
 pub mod state;

@@ -20,6 +20,18 @@ pub struct GatewayReach {
 }
 
 impl GatewayReach {
+    /// The gateway at `at` for `domain`, trusted by `ca_pem` (a dev gateway's CA) on top of the
+    /// webpki roots.
+    pub fn new(at: SocketAddr, domain: &str, ca_pem: &[u8]) -> Result<Self, DevnetError> {
+        let tls = attestmesh_net::tls::gateway_client_config(Some(ca_pem))
+            .map_err(|e| DevnetError::Setup(format!("the gateway's CA: {e}")))?;
+        Ok(Self {
+            at,
+            domain: domain.to_owned(),
+            tls,
+        })
+    }
+
     /// The host name the gateway terminates for `port` of app `app`.
     pub fn host(&self, app: Address, port: u16) -> String {
         format!(
@@ -64,12 +76,10 @@ impl Devnet {
     /// The host's one way into the devnet's CVMs (see [`GatewayReach`]).
     pub fn gateway(&self) -> Result<GatewayReach, DevnetError> {
         let ca = std::fs::read(self.gateway_ca_file())?;
-        let tls = attestmesh_net::tls::gateway_client_config(Some(&ca))
-            .map_err(|e| DevnetError::Setup(format!("the gateway's CA: {e}")))?;
-        Ok(GatewayReach {
-            at: sock(self.state.services_addr, self.state.gateway_port),
-            domain: self.state.gateway_domain.clone(),
-            tls,
-        })
+        GatewayReach::new(
+            sock(self.state.services_addr, self.state.gateway_port),
+            &self.state.gateway_domain,
+            &ca,
+        )
     }
 }
