@@ -24,6 +24,7 @@ pub struct Metrics {
     decisions: Family<Pair, Counter>,
     errors: Family<Pair, Counter>,
     latency: Histogram,
+    spend_gwei: Counter,
 }
 
 impl Default for Metrics {
@@ -32,6 +33,7 @@ impl Default for Metrics {
         let decisions = Family::<Pair, Counter>::default();
         let errors = Family::<Pair, Counter>::default();
         let latency = Histogram::new(LATENCY_BUCKETS);
+        let spend_gwei = Counter::default();
         registry.register(
             "attestmesh_sponsor_decisions",
             "Sponsorship decisions by method and reason.",
@@ -47,11 +49,18 @@ impl Default for Metrics {
             "Policy decision latency.",
             latency.clone(),
         );
+        registry.register(
+            "attestmesh_sponsor_charged_gwei",
+            "Maximum cost of the operations signed and charged to the daily budgets (what the \
+             EntryPoint may take from the deposit), in gwei.",
+            spend_gwei.clone(),
+        );
         Self {
             registry,
             decisions,
             errors,
             latency,
+            spend_gwei,
         }
     }
 }
@@ -64,6 +73,15 @@ impl Metrics {
             .get_or_create(&[("method", method), ("reason", reason)])
             .inc();
         self.latency.observe(took.as_secs_f64());
+    }
+
+    /// Adds an operation's charged maximum cost (wei) to the spend counter, in whole gwei
+    /// rounded up, so a small operation is never counted as free.
+    pub fn charged(&self, wei: u128) {
+        if wei > 0 {
+            let gwei = u64::try_from(wei.div_ceil(1_000_000_000)).unwrap_or(u64::MAX);
+            self.spend_gwei.inc_by(gwei);
+        }
     }
 
     /// Counts a failed request of `endpoint` with error `kind` (e.g. `invalid_params`).

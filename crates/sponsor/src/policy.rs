@@ -200,6 +200,9 @@ pub enum Decision {
         inner: &'static str,
         /// The sender's count for today after this decision (charged or not).
         used_today: u32,
+        /// Wei this decision newly charged to the budgets (the operation's maximum cost; 0 for
+        /// a stub, or an operation already charged): what `/metrics` counts as spend.
+        charged_wei: u128,
     },
     /// Do not sponsor it.
     Deny(DenyReason),
@@ -615,17 +618,23 @@ impl<C: ChainView> Policy<C> {
             sender_budget: self.cfg.daily_wei_per_sender,
             cluster_budget: self.cfg.daily_wei_per_cluster,
         };
+        let cost = ask.cost;
         let store = self.store.clone();
         let outcome = tokio::task::spawn_blocking(move || store.charge(&ask, mode == Mode::Charge))
             .await
             .map_err(|e| PolicyError::Join(e.to_string()))??;
         Ok(match outcome {
-            Charge::Charged(used_today)
-            | Charge::AlreadyCharged(used_today)
-            | Charge::Allowed(used_today) => Decision::Sponsor {
+            Charge::Charged(used_today) => Decision::Sponsor {
                 origin,
                 inner,
                 used_today,
+                charged_wei: cost,
+            },
+            Charge::AlreadyCharged(used_today) | Charge::Allowed(used_today) => Decision::Sponsor {
+                origin,
+                inner,
+                used_today,
+                charged_wei: 0,
             },
             Charge::CapReached(_) => Decision::Deny(DenyReason::DailyCapExceeded),
             Charge::SenderBudget => Decision::Deny(DenyReason::DailySenderBudgetExceeded),

@@ -487,7 +487,10 @@ async fn decide<C: ChainView>(
         .await?;
     svc.metrics.decision(method, d.label(), started.elapsed());
     match d {
-        Decision::Sponsor { .. } => Ok(()),
+        Decision::Sponsor { charged_wei, .. } => {
+            svc.metrics.charged(charged_wei);
+            Ok(())
+        }
         Decision::Deny(r) => {
             tracing::info!(sender = %p.op.sender, reason = r.as_str(), method, "sponsorship denied");
             Err(RpcError::Denied(r))

@@ -61,11 +61,13 @@ async fn sponsors_member_factory_members_and_allowlisted_app_ids() {
             origin,
             inner,
             used_today,
+            charged_wei,
         } => {
             assert_eq!(origin.kind, OriginKind::MemberFactory);
             assert_eq!(origin.cluster, CLUSTER_A);
             assert_eq!(inner, "setCskCommitment");
             assert_eq!(used_today, 0);
+            assert_eq!(charged_wei, 0, "a stub decision charges nothing");
         }
         d => panic!("{d:?}"),
     }
@@ -399,14 +401,21 @@ async fn daily_cap_counts_charges_only_once_per_nonce_and_resets_next_day() {
             Decision::Sponsor { used_today: 0, .. }
         ));
     }
+    // The first charge counts the operation's maximum cost as spend; the retry counts nothing.
+    let cost = attestmesh_sponsor::bounds::max_cost(&good_op(0));
+    assert!(cost > 0);
     assert!(matches!(
         charge(0, NOW).await,
-        Decision::Sponsor { used_today: 1, .. }
+        Decision::Sponsor { used_today: 1, charged_wei, .. } if charged_wei == cost
     ));
     assert!(
         matches!(
             charge(0, NOW).await,
-            Decision::Sponsor { used_today: 1, .. }
+            Decision::Sponsor {
+                used_today: 1,
+                charged_wei: 0,
+                ..
+            }
         ),
         "same nonce: no second charge"
     );
